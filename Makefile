@@ -1,0 +1,59 @@
+# venuecam: `make run` (the appliance locally, demo mode) and `make test` on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+BUILD    := build
+# What the tests and the demo need from Debian. Installed once (stamp), only as root.
+APT_RUN  := ffmpeg sqlite3 curl
+APT_TEST := $(APT_RUN) iproute2 iptables ethtool shellcheck openssh-server openssh-client \
+            rclone mmdebstrap qemu-user-static qemu-system-arm qemu-utils binfmt-support \
+            dosfstools mtools e2fsprogs fdisk bmap-tools xz-utils cpio
+
+.PHONY: help run test test-fast bench image lint clean deps-run deps-test venv
+
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BUILD):
+	@mkdir -p $(BUILD)
+
+deps-run: | $(BUILD) ## Debian packages the demo needs (ffmpeg)
+	@provisioning/host-deps.sh $(BUILD) $(APT_RUN)
+
+deps-test: | $(BUILD) ## Debian packages the tests need
+	@provisioning/host-deps.sh $(BUILD) $(APT_TEST)
+
+venv: $(VENV)/.installed ## the virtualenv with the app and its dev tools
+
+$(VENV)/.installed: app/pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e 'app[dev]'
+	@touch $@
+
+run: deps-run venv ## run the whole appliance locally in demo mode (Ctrl-C stops it)
+	$(VENV)/bin/venuecam demo --dir demo-data
+
+test: deps-test venv lint ## install what is needed and run the whole test suite
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-fast: venv ## the suite without the slow image and network-namespace tests
+	$(PY) -m pytest -q -p no:cacheprovider -m 'not slow' tests
+
+lint: venv ## ruff and shellcheck
+	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/ruff format --check app tests
+	@files=$$(git ls-files '*.sh' .ci/run 2>/dev/null); if [ -n "$$files" ]; then \
+	  if command -v shellcheck >/dev/null; then shellcheck $$files; \
+	  else $(VENV)/bin/shellcheck $$files; fi; fi
+
+bench: deps-test venv | $(BUILD) ## measure speed and memory; prints a table, writes build/bench.json
+	$(PY) tests/bench/run.py --out $(BUILD)/bench.json
+
+image: venv ## build the SD-card image into build/image/
+	image/build.sh
+
+clean: ## remove build output and the demo's data (keeps the cached image base)
+	rm -rf demo-data $(BUILD)/bench.json

@@ -1,0 +1,3 @@
+from venuecam.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,422 @@
+"""The device configuration: one TOML file, declared once here, validated at start.
+
+Every section is a dataclass. `load()` rejects unknown keys, wrong types and missing
+required values with one `ConfigError` naming the file, the key and what was expected.
+Fields marked `secret()` are masked by `dump()` and registered with the log redactor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from venuecam.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/venuecam/venuecam.toml")
+ENV_PATH = "VENUECAM_CONFIG"
+MASK = "********"
+
+
+def secret(default: Any = dataclasses.MISSING) -> Any:
+    """A field whose value never reaches a log, a dump or an error message."""
+    return field(default=default, metadata={"secret": True})
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    device_id: str
+    venue_id: str
+    timezone: str = "UTC"
+    data_dir: str = "/var/lib/venuecam"
+    run_dir: str = "/run/venuecam"
+    # Demo mode: mock GPIO pins, local endpoints; never set on a real box.
+    demo: bool = False
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str
+    field_id: int
+    # rtsp://..., /dev/videoN, "picamera2", or "testsrc" (a synthetic pattern)
+    source: str
+    segment_seconds: int = 10
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    bitrate_kbps: int = 4000
+    # A source that produces no new segment for this long is considered stalled.
+    stall_timeout_s: int = 30
+
+
+@dataclass(frozen=True)
+class BookingApiConfig:
+    base_url: str
+    api_token: str = secret()
+    sync_interval_s: int = 300
+    timeout_s: float = 15.0
+    page_size: int = 100
+    # How many days around today each sync asks for (today and the days before).
+    days_back: int = 1
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    bucket: str
+    access_key_id: str = secret()
+    secret_access_key: str = secret()
+    # Either an explicit S3 endpoint, or the R2 account id it is derived from.
+    endpoint_url: str = ""
+    account_id: str = ""
+    region: str = "auto"
+    public_base_url: str = ""
+    part_size_mb: int = 16
+    multipart_threshold_mb: int = 16
+
+    @property
+    def effective_endpoint(self) -> str:
+        if self.endpoint_url:
+            return self.endpoint_url
+        return f"https://{self.account_id}.r2.cloudflarestorage.com"
+
+
+@dataclass(frozen=True)
+class ClipsConfig:
+    scan_interval_s: int = 120
+    # A booking's clip is cut this long after it ends, so its last segment is closed.
+    grace_s: int = 30
+    preview_seconds: int = 30
+    preview_height: int = 360
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    upload_schedule_s: list[int] = field(default_factory=lambda: [300, 1200, 2700, 7200, 18000])
+    notify_schedule_s: list[int] = field(default_factory=lambda: [300, 1200, 2700])
+    clip_schedule_s: list[int] = field(default_factory=lambda: [60, 300, 900])
+    max_concurrent_uploads: int = 3
+    # Above this many waiting tasks the box reports a warning; nothing is ever dropped.
+    max_queue_size: int = 1000
+    # Work older than this is marked expired (and logged); its files are kept.
+    expiration_hours: int = 168
+    delete_after_upload: bool = False
+    completed_retention_days: int = 7
+    # A running task whose heartbeat is older than this is taken as dead and re-driven.
+    stale_after_s: int = 120
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    # Oldest segments and uploaded clips are removed when free space falls below this.
+    min_free_percent: float = 15.0
+    segment_days: int = 7
+
+
+@dataclass(frozen=True)
+class ConnectivityConfig:
+    tcp_targets: list[str] = field(default_factory=lambda: ["1.1.1.1:53", "8.8.8.8:53"])
+    dns_names: list[str] = field(default_factory=lambda: ["cloudflare.com"])
+    # Also probe the storage endpoint and booking API hosts themselves.
+    probe_service_hosts: bool = True
+    interval_s: float = 2.0
+    timeout_s: float = 2.0
+    # Consecutive failed (successful) rounds before going OFFLINE (ONLINE).
+    fail_threshold: int = 2
+    ok_threshold: int = 1
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    socket_path: str = ""  # default: <run_dir>/status.sock
+    socket_group: str = "venuecam"
+    tcp_enabled: bool = False
+    tcp_port: int = 8080
+    token: str = secret("")
+
+
+@dataclass(frozen=True)
+class LedsConfig:
+    enabled: bool = True
+    online_pin: int = 17
+    backlog_pin: int = 27
+    fault_pin: int = 22
+    # gpiozero pin factory; "mock" in demo mode and tests.
+    pin_factory: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig
+    booking_api: BookingApiConfig
+    storage: StorageConfig
+    cameras: list[CameraConfig] = field(default_factory=list)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    connectivity: ConnectivityConfig = field(default_factory=ConnectivityConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
+    leds: LedsConfig = field(default_factory=LedsConfig)
+    source_path: str = field(default="", metadata={"internal": True})
+
+    # Derived locations, one place for all of them.
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.device.data_dir)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "venuecam.db"
+
+    @property
+    def huey_path(self) -> Path:
+        return self.data_dir / "huey.db"
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.data_dir / "segments"
+
+    @property
+    def clips_dir(self) -> Path:
+        return self.data_dir / "clips"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.device.run_dir)
+
+    @property
+    def status_socket(self) -> Path:
+        return Path(self.status.socket_path or self.run_dir / "status.sock")
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.run_dir / "supervisor.sock"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.device.timezone)
+
+    def camera(self, name: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        raise ConfigError(f"{self.source_path}: no camera named {name!r} in [[cameras]]")
+
+    def cameras_for_field(self, field_id: int) -> list[CameraConfig]:
+        return [c for c in self.cameras if c.field_id == field_id]
+
+    def secrets(self) -> list[str]:
+        out = [v for v in _secret_values(self) if v]
+        # A camera URL may carry credentials (rtsp://user:pass@host): the password is a secret.
+        out += [p for c in self.cameras if (p := urlsplit(c.source).password)]
+        return out
+
+
+# ---------------------------------------------------------------- loading
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_PATH):
+        return Path(os.environ[ENV_PATH])
+    return DEFAULT_PATH
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read, parse and validate the config file; raise ConfigError naming what is wrong."""
+    p = resolve_path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found (set --config or {ENV_PATH})") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config file: {e.strerror}") from None
+    return loads(raw.decode("utf-8", errors="replace"), source=str(p))
+
+
+def loads(text: str, source: str = "<config>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    cfg = _build(Config, data, source, "")
+    cfg = dataclasses.replace(cfg, source_path=source)
+    _check_semantics(cfg, source)
+    return cfg
+
+
+def _type_name(tp: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if tp in names:
+        return names[tp]
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return f"a list of {_type_name(inner).removeprefix('a ').removeprefix('an ')}s"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return str(tp)
+
+
+def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, source, key)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got {type(value).__name__}")
+        return [_convert(inner, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (types.UnionType, typing.Union):
+        raise ConfigError(f"{source}: {key}: unsupported type")  # pragma: no cover - not declared
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        got = type(value).__name__
+        raise ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got {got}")
+    return float(value) if tp is float else value
+
+
+def _build(cls: Any, data: dict[str, Any], source: str, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    where = prefix or "top level"
+    for k in data:
+        if k not in fields:
+            allowed = ", ".join(sorted(fields))
+            raise ConfigError(f"{source}: {_join(prefix, k)}: unknown key in {where} (allowed: {allowed})")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = _join(prefix, name)
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], source, key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: {key}: required, expected {_type_name(hints[name])}")
+    return cls(**kwargs)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _check_semantics(cfg: Config, source: str) -> None:
+    """Rules that types alone cannot say."""
+    try:
+        ZoneInfo(cfg.device.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{source}: device.timezone: unknown time zone {cfg.device.timezone!r}") from None
+    seen: set[str] = set()
+    for i, cam in enumerate(cfg.cameras):
+        key = f"cameras[{i}]"
+        if not cam.name or not all(c.isalnum() or c in "_-" for c in cam.name):
+            raise ConfigError(f"{source}: {key}.name: expected letters, digits, '_' or '-', got {cam.name!r}")
+        if cam.name in seen:
+            raise ConfigError(f"{source}: {key}.name: duplicate camera name {cam.name!r}")
+        seen.add(cam.name)
+        src = cam.source
+        if not (src.startswith(("rtsp://", "rtsps://", "/dev/video")) or src in ("picamera2", "testsrc")):
+            raise ConfigError(
+                f"{source}: {key}.source: expected rtsp://..., /dev/videoN, picamera2 or testsrc, got {src!r}"
+            )
+        for attr in ("segment_seconds", "width", "height", "fps", "bitrate_kbps", "stall_timeout_s"):
+            if getattr(cam, attr) <= 0:
+                raise ConfigError(f"{source}: {key}.{attr}: expected a positive integer")
+    for name in ("upload_schedule_s", "notify_schedule_s", "clip_schedule_s"):
+        sched = getattr(cfg.queue, name)
+        if not sched or any(s < 0 for s in sched):
+            raise ConfigError(f"{source}: queue.{name}: expected a non-empty list of seconds >= 0")
+    if cfg.queue.max_concurrent_uploads < 1:
+        raise ConfigError(f"{source}: queue.max_concurrent_uploads: expected at least 1")
+    if not cfg.storage.endpoint_url and not cfg.storage.account_id:
+        raise ConfigError(f"{source}: storage: expected endpoint_url or account_id")
+    if cfg.storage.part_size_mb < 5:
+        raise ConfigError(f"{source}: storage.part_size_mb: expected at least 5 (the S3 minimum part)")
+    if not cfg.booking_api.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: booking_api.base_url: expected an http(s):// URL")
+
+
+# ---------------------------------------------------------------- dumping
+
+
+def _secret_values(obj: Any) -> list[str]:
+    out: list[str] = []
+    if isinstance(obj, list):
+        for item in obj:
+            out.extend(_secret_values(item))
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if f.metadata.get("secret") and isinstance(v, str):
+                out.append(v)
+            else:
+                out.extend(_secret_values(v))
+    return out
+
+
+def to_dict(obj: Any, mask: bool = True) -> Any:
+    if isinstance(obj, list):
+        return [to_dict(v, mask) for v in obj]
+    if dataclasses.is_dataclass(obj):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            if f.metadata.get("internal"):
+                continue
+            v = getattr(obj, f.name)
+            if mask and f.metadata.get("secret"):
+                out[f.name] = MASK if v else ""
+            elif mask and f.name == "source" and isinstance(v, str):
+                out[f.name] = mask_url(v)
+            else:
+                out[f.name] = to_dict(v, mask)
+        return out
+    return obj
+
+
+def dump(cfg: Config) -> str:
+    """The effective config as TOML, secrets masked."""
+    d = to_dict(cfg)
+    lines: list[str] = []
+    for section, body in d.items():
+        if isinstance(body, list):
+            for item in body:
+                lines.append(f"[[{section}]]")
+                lines.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
+                lines.append("")
+        else:
+            lines.append(f"[{section}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in body.items())
+            lines.append("")
+    return "\n".join(lines)
+
+
+def mask_url(url: str) -> str:
+    """rtsp://user:pass@host/x -> rtsp://user:********@host/x"""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'

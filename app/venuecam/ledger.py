@@ -1,0 +1,275 @@
+"""The task ledger: every unit of work is a `pending_tasks` row before anything acts on it.
+
+huey executes; the ledger is the truth. A row moves:
+
+    pending --claim--> processing --complete--> completed
+       ^                  |  \\--fail (attempts left)--> pending (next_retry_at = now + schedule)
+       |                  |   \\-fail (last attempt)---> failed   (kept; `retry_failed` re-drives)
+       |                  \\--release_offline---------> pending (attempt not counted)
+       \\--reap_stale (heartbeat too old: worker died)--/
+    pending/processing --cancel--> cancelled      pending --expire--> expired
+
+Every change is one IMMEDIATE transaction, so two processes never both claim a row.
+All functions take `now` so tests drive the clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from peewee import fn
+
+from venuecam.models import PendingTask, TaskStatus
+from venuecam.timeutil import utcnow
+
+ACTIVE = (TaskStatus.PENDING, TaskStatus.PROCESSING)
+
+
+def _db():  # type: ignore[no-untyped-def]
+    return PendingTask._meta.database
+
+
+def enqueue(
+    task_type: str,
+    unique_key: str,
+    data: dict[str, Any],
+    *,
+    max_attempts: int,
+    booking_id: str | None = None,
+    priority_ts: float = 0.0,
+    now: dt.datetime | None = None,
+    delay_s: float = 0.0,
+) -> tuple[PendingTask, bool]:
+    """Create the row for a unit of work, or return the existing one. Returns (row, created)."""
+    now = now or utcnow()
+    with _db().atomic():
+        existing = PendingTask.get_or_none(PendingTask.unique_key == unique_key)
+        if existing is not None:
+            return existing, False
+        row = PendingTask.create(
+            task_type=task_type,
+            unique_key=unique_key,
+            task_data=json.dumps(data, sort_keys=True),
+            max_attempts=max_attempts,
+            booking_id=booking_id,
+            priority_ts=priority_ts,
+            next_retry_at=now + dt.timedelta(seconds=delay_s),
+            created_at=now,
+            updated_at=now,
+        )
+        return row, True
+
+
+def get(task_id: int) -> PendingTask | None:
+    return PendingTask.get_or_none(PendingTask.id == task_id)
+
+
+def claim(task_id: int, now: dt.datetime | None = None) -> PendingTask | None:
+    """Take a due pending row for execution; None if it is not due, not pending or gone."""
+    now = now or utcnow()
+    with _db().atomic():
+        n = (
+            PendingTask.update(
+                status=TaskStatus.PROCESSING,
+                attempts=PendingTask.attempts + 1,
+                started_at=now,
+                heartbeat_at=now,
+                updated_at=now,
+            )
+            .where(
+                (PendingTask.id == task_id)
+                & (PendingTask.status == TaskStatus.PENDING)
+                & ((PendingTask.next_retry_at.is_null()) | (PendingTask.next_retry_at <= now))
+            )
+            .execute()
+        )
+        return get(task_id) if n else None
+
+
+def heartbeat(task_id: int, now: dt.datetime | None = None, **progress: Any) -> None:
+    """Mark a running task alive; optionally store progress fields (bytes_done, ...)."""
+    now = now or utcnow()
+    fields: dict[Any, Any] = {PendingTask.heartbeat_at: now, PendingTask.updated_at: now}
+    for k, v in progress.items():
+        fields[getattr(PendingTask, k)] = v
+    with _db().atomic():
+        PendingTask.update(fields).where(PendingTask.id == task_id).execute()
+
+
+def save_progress(
+    task_id: int, progress: dict[str, Any], now: dt.datetime | None = None, **extra: Any
+) -> None:
+    """Persist resumable state (e.g. a multipart upload id and its finished parts)."""
+    heartbeat(task_id, now, progress_json=json.dumps(progress, sort_keys=True), **extra)
+
+
+def complete(task_id: int, now: dt.datetime | None = None) -> None:
+    now = now or utcnow()
+    with _db().atomic():
+        PendingTask.update(
+            status=TaskStatus.COMPLETED, finished_at=now, updated_at=now, error_msg=None, next_retry_at=None
+        ).where((PendingTask.id == task_id) & (PendingTask.status == TaskStatus.PROCESSING)).execute()
+
+
+def fail(task_id: int, error: str, schedule_s: Sequence[int], now: dt.datetime | None = None) -> PendingTask:
+    """Record a failed attempt: back to pending after the schedule's delay, or `failed` when spent.
+
+    schedule_s[i] is the wait after the (i+1)-th failed attempt; max_attempts bounds the count.
+    """
+    now = now or utcnow()
+    with _db().atomic():
+        row = PendingTask.get_by_id(task_id)
+        if row.status != TaskStatus.PROCESSING:
+            return row  # cancelled meanwhile: leave it so
+        if row.attempts >= row.max_attempts:
+            row.status = TaskStatus.FAILED
+            row.next_retry_at = None
+            row.finished_at = now
+        else:
+            delay = schedule_s[min(row.attempts, len(schedule_s)) - 1] if schedule_s else 0
+            row.status = TaskStatus.PENDING
+            row.next_retry_at = now + dt.timedelta(seconds=delay)
+        row.error_msg = error[:2000]
+        row.updated_at = now
+        row.save()
+        return row
+
+
+def release_offline(
+    task_id: int, error: str, retry_in_s: float = 60.0, now: dt.datetime | None = None
+) -> None:
+    """The attempt failed because the device is offline: it does not count.
+
+    The row waits for the watchdog's reconnect wake-up (or `retry_in_s` as a safety net).
+    """
+    now = now or utcnow()
+    with _db().atomic():
+        PendingTask.update(
+            status=TaskStatus.PENDING,
+            attempts=fn.MAX(PendingTask.attempts - 1, 0),
+            offline_failures=PendingTask.offline_failures + 1,
+            next_retry_at=now + dt.timedelta(seconds=retry_in_s),
+            error_msg=error[:2000],
+            updated_at=now,
+        ).where((PendingTask.id == task_id) & (PendingTask.status == TaskStatus.PROCESSING)).execute()
+
+
+def due(
+    now: dt.datetime | None = None, task_types: Iterable[str] | None = None, limit: int = 100
+) -> list[PendingTask]:
+    """Pending rows whose time has come, oldest booking first."""
+    now = now or utcnow()
+    q = PendingTask.select().where(
+        (PendingTask.status == TaskStatus.PENDING)
+        & ((PendingTask.next_retry_at.is_null()) | (PendingTask.next_retry_at <= now))
+    )
+    if task_types is not None:
+        q = q.where(PendingTask.task_type.in_(list(task_types)))
+    return list(q.order_by(PendingTask.priority_ts, PendingTask.id).limit(limit))
+
+
+def mark_dispatched(task_ids: Iterable[int], now: dt.datetime | None = None) -> None:
+    ids = list(task_ids)
+    if not ids:
+        return
+    with _db().atomic():
+        PendingTask.update(dispatched_at=now or utcnow()).where(PendingTask.id.in_(ids)).execute()
+
+
+def reap_stale(stale_after_s: float, now: dt.datetime | None = None) -> list[int]:
+    """Running rows whose heartbeat stopped (worker killed): back to pending, due now.
+
+    The attempt that died stays counted, so a task that kills its worker every time still ends.
+    """
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(seconds=stale_after_s)
+    with _db().atomic():
+        rows = list(
+            PendingTask.select(PendingTask.id).where(
+                (PendingTask.status == TaskStatus.PROCESSING) & (PendingTask.heartbeat_at < cutoff)
+            )
+        )
+        ids = [r.id for r in rows]
+        if ids:
+            PendingTask.update(
+                status=TaskStatus.PENDING,
+                next_retry_at=now,
+                error_msg="worker stopped while running this task; re-driven",
+                updated_at=now,
+            ).where(PendingTask.id.in_(ids)).execute()
+        return ids
+
+
+def wake_all(now: dt.datetime | None = None, task_types: Iterable[str] | None = None) -> int:
+    """Make every waiting row due now (the link came back: do not wait out the backoff)."""
+    now = now or utcnow()
+    with _db().atomic():
+        q = PendingTask.update(next_retry_at=now, updated_at=now).where(
+            (PendingTask.status == TaskStatus.PENDING) & (PendingTask.next_retry_at > now)
+        )
+        if task_types is not None:
+            q = q.where(PendingTask.task_type.in_(list(task_types)))
+        return q.execute()
+
+
+def retry_failed(task_ids: Iterable[int] | None = None, now: dt.datetime | None = None) -> int:
+    """Re-drive dead-lettered rows by hand: a fresh set of attempts, due now."""
+    now = now or utcnow()
+    with _db().atomic():
+        q = PendingTask.update(
+            status=TaskStatus.PENDING, attempts=0, next_retry_at=now, finished_at=None, updated_at=now
+        ).where(PendingTask.status.in_([TaskStatus.FAILED, TaskStatus.EXPIRED]))
+        if task_ids is not None:
+            q = q.where(PendingTask.id.in_(list(task_ids)))
+        return q.execute()
+
+
+def cancel_for_booking(booking_id: str, reason: str, now: dt.datetime | None = None) -> int:
+    now = now or utcnow()
+    with _db().atomic():
+        return (
+            PendingTask.update(status=TaskStatus.CANCELLED, error_msg=reason, updated_at=now, finished_at=now)
+            .where((PendingTask.booking_id == booking_id) & (PendingTask.status.in_(ACTIVE)))
+            .execute()
+        )
+
+
+def expire_old(expiration_hours: float, now: dt.datetime | None = None) -> list[int]:
+    """Pending rows created longer ago than the expiration: marked expired, files untouched."""
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(hours=expiration_hours)
+    with _db().atomic():
+        ids = [
+            r.id
+            for r in PendingTask.select(PendingTask.id).where(
+                (PendingTask.status == TaskStatus.PENDING) & (PendingTask.created_at < cutoff)
+            )
+        ]
+        if ids:
+            PendingTask.update(status=TaskStatus.EXPIRED, updated_at=now, finished_at=now).where(
+                PendingTask.id.in_(ids)
+            ).execute()
+        return ids
+
+
+def purge_completed(older_than_days: float, now: dt.datetime | None = None) -> int:
+    """Remove completed rows older than the retention (seed 000: 7 days); failed rows stay."""
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(days=older_than_days)
+    with _db().atomic():
+        return (
+            PendingTask.delete()
+            .where((PendingTask.status == TaskStatus.COMPLETED) & (PendingTask.finished_at < cutoff))
+            .execute()
+        )
+
+
+def counts() -> dict[tuple[str, str], int]:
+    """(task_type, status) -> count, from the ledger (the truth for every status display)."""
+    q = PendingTask.select(
+        PendingTask.task_type, PendingTask.status, fn.COUNT(PendingTask.id).alias("n")
+    ).group_by(PendingTask.task_type, PendingTask.status)
+    return {(r.task_type, r.status): r.n for r in q}
