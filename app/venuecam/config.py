@@ -37,6 +37,7 @@ class DeviceConfig:
     timezone: str = "UTC"
     data_dir: str = "/var/lib/venuecam"
     run_dir: str = "/run/venuecam"
+    log_dir: str = "/var/log/venuecam"
     # Demo mode: mock GPIO pins, local endpoints; never set on a real box.
     demo: bool = False
 
@@ -185,6 +186,10 @@ class Config:
     @property
     def clips_dir(self) -> Path:
         return self.data_dir / "clips"
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.device.log_dir)
 
     @property
     def run_dir(self) -> Path:

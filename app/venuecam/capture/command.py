@@ -1,0 +1,113 @@
+"""The ffmpeg command line for one camera. Pure: no I/O, tested with plain values.
+
+Every source ends in the same output: MPEG-TS segments (readable up to the last whole
+packet after a SIGKILL or power cut) written by the segment muxer into a per-run directory,
+a CSV segment list that names a segment only once it is closed, and `-progress` key=value
+lines on stdout from which the recorder learns the wall-clock time of media time zero.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from venuecam.config import CameraConfig
+
+LIST_NAME = "list.csv"
+SEGMENT_PATTERN = "%06d.ts"
+# How often ffmpeg reports progress; each report is one sample for the start-time anchor.
+PROGRESS_PERIOD_S = 0.5
+# A dead RTSP camera must make ffmpeg fail, not wait forever (microseconds).
+RTSP_IO_TIMEOUT_US = 5_000_000
+
+
+class SourceKind(StrEnum):
+    TESTSRC = "testsrc"
+    RTSP = "rtsp"
+    V4L2 = "v4l2"
+    PICAMERA2 = "picamera2"
+
+
+def source_kind(source: str) -> SourceKind:
+    if source == "testsrc":
+        return SourceKind.TESTSRC
+    if source == "picamera2":
+        return SourceKind.PICAMERA2
+    if source.startswith(("rtsp://", "rtsps://")):
+        return SourceKind.RTSP
+    if source.startswith("/dev/video"):
+        return SourceKind.V4L2
+    raise ValueError(
+        f"unknown camera source {source!r} (expected rtsp://..., /dev/videoN, picamera2 or testsrc)"
+    )
+
+
+def input_args(cam: CameraConfig) -> list[str]:
+    """Arguments that open the camera's source (everything up to and including -i)."""
+    kind = source_kind(cam.source)
+    size = f"{cam.width}x{cam.height}"
+    if kind is SourceKind.TESTSRC:
+        # A moving pattern with the UTC wall clock burnt in, so a clip's timing can be checked by eye.
+        # -re paces it like a live camera: frame n is produced at start + n/fps.
+        clock = "drawtext=text='%{gmtime}Z':x=4:y=4:fontsize=16:fontcolor=white:box=1:boxcolor=black@0.6"
+        return ["-re", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={cam.fps},{clock}"]
+    if kind is SourceKind.V4L2:
+        return [
+            "-f", "v4l2", "-thread_queue_size", "512",
+            "-framerate", str(cam.fps), "-video_size", size, "-i", cam.source,
+        ]  # fmt: skip
+    if kind is SourceKind.RTSP:
+        return ["-rtsp_transport", "tcp", "-timeout", str(RTSP_IO_TIMEOUT_US), "-i", cam.source]
+    # picamera2's H264Encoder writes a raw H.264 elementary stream into our stdin.
+    return ["-fflags", "+genpts", "-f", "h264", "-framerate", str(cam.fps), "-i", "pipe:0"]
+
+
+def encode_args(cam: CameraConfig) -> list[str]:
+    """libx264 for sources that give raw frames: cheap, low latency, a keyframe every second
+    (so a segment can be cut on any second boundary and a clip starts within a second)."""
+    rate = f"{cam.bitrate_kbps}k"
+    return [
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+        "-b:v", rate, "-maxrate", rate, "-bufsize", f"{cam.bitrate_kbps * 2}k",
+        "-g", str(cam.fps), "-keyint_min", str(cam.fps), "-sc_threshold", "0",
+        "-force_key_frames", "expr:gte(t,n_forced*1)",
+    ]  # fmt: skip
+
+
+def copies_stream(cam: CameraConfig, input_codec: str | None) -> bool:
+    """Stream copy for sources that already deliver H.264 (RTSP cameras, picamera2's encoder)."""
+    kind = source_kind(cam.source)
+    if kind is SourceKind.PICAMERA2:
+        return True
+    return kind is SourceKind.RTSP and input_codec == "h264"
+
+
+def build_ffmpeg_argv(
+    cam: CameraConfig, run_dir: Path, input_codec: str | None = None, ffmpeg: str = "ffmpeg"
+) -> list[str]:
+    """The whole ffmpeg command that records `cam` into `run_dir`.
+
+    `input_codec` is what a probe of an RTSP source found ("h264" means stream copy; anything
+    else, or unknown, is re-encoded). Output: `run_dir/000000.ts`, ... and `run_dir/list.csv`.
+    """
+    kind = source_kind(cam.source)
+    codec = ["-c:v", "copy"] if copies_stream(cam, input_codec) else encode_args(cam)
+    stdin = [] if kind is SourceKind.PICAMERA2 else ["-nostdin"]
+    return [
+        ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats", *stdin,
+        "-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD_S),
+        *input_args(cam),
+        "-map", "0:v:0", "-an", *codec,
+        "-f", "segment", "-segment_time", str(cam.segment_seconds), "-segment_format", "mpegts",
+        "-reset_timestamps", "0",
+        "-segment_list", str(run_dir / LIST_NAME), "-segment_list_type", "csv",
+        str(run_dir / SEGMENT_PATTERN),
+    ]  # fmt: skip
+
+
+def rtsp_probe_argv(url: str, ffprobe: str = "ffprobe") -> list[str]:
+    """ffprobe asking an RTSP camera which codec its first video stream uses."""
+    return [
+        ffprobe, "-v", "error", "-rtsp_transport", "tcp", "-timeout", str(RTSP_IO_TIMEOUT_US),
+        "-select_streams", "v:0", "-show_entries", "stream=codec_name", "-of", "csv=p=0", url,
+    ]  # fmt: skip

@@ -1,0 +1,231 @@
+"""Finished segments: validate (ffprobe), file under their start time, index in `Segment`.
+
+A segment is first written by ffmpeg into a per-run directory
+(`<segments_dir>/<camera>/.runs/<run id>/000042.ts`). Once the segment list says it is
+closed, it is probed, fsynced, renamed to `<segments_dir>/<camera>/<YYYY-MM-DD>/<start>Z.ts`
+and then indexed. Rename before insert: a crash in between leaves a named, unindexed file,
+which `recover()` indexes at the next start; the reverse order could leave a row whose file
+does not exist. What a crash or power cut leaves in a run directory (closed segments not yet
+filed, the one being written) is recovered the same way, or deleted if unusable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from peewee import SqliteDatabase
+
+from venuecam import logs
+from venuecam.errors import BadInputError
+from venuecam.media.probe import Probe, probe
+from venuecam.models import Segment
+
+from .command import LIST_NAME
+from .segments import SUFFIX, ListEntry, duration_is_sane, parse_list, parse_segment_name, segment_path
+
+RUNS_DIR = ".runs"
+ANCHOR_NAME = "anchor"
+
+log = logging.getLogger("capture")
+
+
+@dataclass(frozen=True)
+class Filed:
+    path: Path
+    start_ts: float
+    end_ts: float
+    bytes: int
+
+
+def validate(path: Path, segment_seconds: int) -> Probe:
+    """ffprobe the segment; BadInputError (naming the file and why) unless it is usable."""
+    info = probe(path)
+    if not duration_is_sane(info.duration, segment_seconds):
+        raise BadInputError(
+            f"{path}: duration {info.duration:.3f}s is outside (0, {2 * segment_seconds + 2})s"
+        )
+    return info
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _free_path(path: Path) -> Path:
+    """`path`, or `path` with -1, -2... if a segment with the same start exists (clock stepped back)."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name.removesuffix(SUFFIX)}-{n}{SUFFIX}")
+    return candidate
+
+
+def insert_segment(
+    db: SqliteDatabase, camera: str, path: Path, start_ts: float, end_ts: float, info: Probe
+) -> None:
+    with db.atomic():
+        Segment.insert(
+            camera=camera,
+            start_ts=start_ts,
+            end_ts=end_ts,
+            duration=info.duration,
+            path=str(path),
+            bytes=info.bytes,
+            codec=info.codec,
+            width=info.width,
+            height=info.height,
+        ).on_conflict_ignore().execute()
+
+
+def file_segment(
+    db: SqliteDatabase,
+    segments_dir: Path,
+    camera: str,
+    src: Path,
+    start_ts: float,
+    end_ts: float,
+    segment_seconds: int,
+) -> Filed | None:
+    """Validate `src`, move it to its place in the layout, index it. None (and a log line) if
+    the segment is unusable; it is then deleted so it is never picked up again."""
+    try:
+        info = validate(src, segment_seconds)
+    except BadInputError as e:
+        log.warning("%s camera %s: skipping unusable segment: %s", logs.CAPTURE, camera, e)
+        src.unlink(missing_ok=True)
+        return None
+    dest = _free_path(segment_path(segments_dir, camera, start_ts))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _fsync_path(src)  # the data is on the card before the name says the segment is done
+    os.replace(src, dest)
+    _fsync_path(dest.parent, directory=True)
+    insert_segment(db, camera, dest, start_ts, end_ts, info)
+    return Filed(dest, start_ts, end_ts, info.bytes)
+
+
+# ---------------------------------------------------------------- recovery after a crash
+
+
+def runs_root(segments_dir: Path, camera: str) -> Path:
+    return segments_dir / camera / RUNS_DIR
+
+
+def read_anchor(run_dir: Path) -> float | None:
+    """The wall-clock epoch of media time zero the recorder last saved for a run."""
+    try:
+        return float((run_dir / ANCHOR_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def write_anchor(run_dir: Path, wall: float) -> None:
+    """Saved atomically so recovery after a crash can still name the run's leftovers."""
+    tmp = run_dir / f".{ANCHOR_NAME}.tmp"
+    tmp.write_text(f"{wall:.6f}\n")
+    os.replace(tmp, run_dir / ANCHOR_NAME)
+
+
+def run_anchor_fallback(run_dir: Path) -> float | None:
+    """A run directory is named by the wall-clock millisecond ffmpeg was started."""
+    try:
+        return int(run_dir.name) / 1000.0
+    except ValueError:
+        return None
+
+
+def leftover_starts(files: list[str], entries: list[ListEntry]) -> dict[str, float]:
+    """Media-time start of each segment file in a run directory.
+
+    Closed segments are in the list; a segment still being written when the run died is not,
+    and starts where the last listed one ended (0 if none was closed). Pure.
+    """
+    listed = {e.filename: e.start for e in entries}
+    last_end = max((e.end for e in entries), default=0.0)
+    return {name: listed.get(name, last_end) for name in files}
+
+
+def recover_run(
+    db: SqliteDatabase, segments_dir: Path, camera: str, run_dir: Path, segment_seconds: int
+) -> int:
+    """File and index what a dead run left behind; remove its directory. Returns segments indexed."""
+    try:
+        entries = parse_list((run_dir / LIST_NAME).read_text(errors="replace"))
+    except OSError:
+        entries = []
+    anchor = read_anchor(run_dir) or run_anchor_fallback(run_dir)
+    files = sorted(p.name for p in run_dir.glob(f"*{SUFFIX}"))
+    if anchor is None:
+        log.warning(
+            "%s camera %s: %s has no start time; deleting %d segments",
+            logs.CAPTURE,
+            camera,
+            run_dir,
+            len(files),
+        )
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return 0
+    by_name = {e.filename: e for e in entries}
+    count = 0
+    for name, start in leftover_starts(files, entries).items():
+        src = run_dir / name
+        entry = by_name.get(name)
+        start_ts = anchor + start
+        if entry is not None:
+            end_ts = anchor + entry.end
+        else:
+            # Cut short: its end is wherever the data stops.
+            try:
+                end_ts = start_ts + probe(src).duration
+            except BadInputError as e:
+                log.warning("%s camera %s: deleting unusable leftover segment: %s", logs.CAPTURE, camera, e)
+                src.unlink(missing_ok=True)
+                continue
+        if file_segment(db, segments_dir, camera, src, start_ts, end_ts, segment_seconds):
+            count += 1
+            log.info("%s camera %s: recovered segment %s from an interrupted run", logs.CAPTURE, camera, name)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return count
+
+
+def recover_unindexed(db: SqliteDatabase, segments_dir: Path, camera: str, segment_seconds: int) -> int:
+    """Index filed segments that have no row (crash between rename and insert, or copied in);
+    delete unusable ones with a log line. Returns segments indexed."""
+    cam_dir = segments_dir / camera
+    indexed = {p for (p,) in Segment.select(Segment.path).where(Segment.camera == camera).tuples()}
+    count = 0
+    for path in sorted(cam_dir.glob(f"*/*{SUFFIX}")):
+        if path.parent.name == RUNS_DIR or str(path) in indexed:
+            continue
+        start_ts = parse_segment_name(path.name)
+        if start_ts is None:
+            log.warning("%s camera %s: ignoring %s (not a segment name of ours)", logs.CAPTURE, camera, path)
+            continue
+        try:
+            info = validate(path, segment_seconds)
+        except BadInputError as e:
+            log.warning("%s camera %s: deleting unusable segment: %s", logs.CAPTURE, camera, e)
+            path.unlink(missing_ok=True)
+            continue
+        insert_segment(db, camera, path, start_ts, start_ts + info.duration, info)
+        log.info("%s camera %s: indexed leftover segment %s", logs.CAPTURE, camera, path.name)
+        count += 1
+    return count
+
+
+def recover(db: SqliteDatabase, segments_dir: Path, camera: str, segment_seconds: int) -> int:
+    """Everything a crash or power cut may have left for this camera. Run before recording."""
+    count = 0
+    root = runs_root(segments_dir, camera)
+    if root.is_dir():
+        for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            count += recover_run(db, segments_dir, camera, run_dir, segment_seconds)
+    count += recover_unindexed(db, segments_dir, camera, segment_seconds)
+    return count

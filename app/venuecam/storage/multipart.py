@@ -1,0 +1,410 @@
+"""A resumable upload of one file: one PUT, or a multipart upload that survives restarts.
+
+Resume works across retries, worker restarts and reboots because everything needed lives in
+`state`, a JSON-serialisable dict the caller persists through `save_state` (the ledger row's
+`progress_json`):
+
+    {"key", "size", "mtime_ns", "part_size", "upload_id", "parts": [{"n", "etag", "size"}],
+     "done": {"etag", "size", "parts", "md5", "sha256"}}
+
+The upload id is saved before a byte is sent and each part right after the store
+acknowledges it. On resume the store is the authority: `list_parts` says what it holds, and a
+part is skipped only when its ETag is the MD5 of the local bytes. R2 drops incomplete uploads
+after 7 days (`NoSuchUpload`): then the upload starts again. The finished object is verified
+with `head_object` (size, and ETag = MD5 for one PUT or md5(part md5s)-N for multipart).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import logging
+import math
+import mimetypes
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from venuecam import logs
+from venuecam.errors import BadInputError, TransientError
+from venuecam.storage.client import error_code, map_error
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB
+MAX_PARTS = 10_000
+_HEX_MD5 = re.compile(r"[0-9a-f]{32}")
+# Part progress is logged at most this often (plus the first and the last part).
+PROGRESS_LOG_INTERVAL_S = 30.0
+
+SaveState = Callable[[dict[str, Any]], None]
+OnProgress = Callable[[int, int], None]
+ShouldStop = Callable[[], bool]
+
+
+class UploadStopped(TransientError):
+    """`should_stop` asked us to stop between parts; the state saved so far resumes it."""
+
+
+class _UploadGone(Exception):
+    """The multipart upload id is unknown to the store (expired or aborted)."""
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    etag: str  # as the store reports it, without quotes
+    size: int
+    parts: int  # 0 for a single PUT
+    md5: str | None  # hex MD5 of the whole file, verified against the ETag of a single PUT
+    sha256: str  # hex SHA-256 of the local file as read for the upload
+    sent_bytes: int = 0  # bytes sent in this call (0 when everything was already there)
+    skipped_parts: int = 0  # parts the store already held
+
+
+def upload_file(
+    client: Any,
+    bucket: str,
+    key: str,
+    path: str | Path,
+    *,
+    part_size: int,
+    state: dict[str, Any],
+    save_state: SaveState,
+    on_progress: OnProgress | None = None,
+    should_stop: ShouldStop | None = None,
+    threshold: int | None = None,
+    content_type: str | None = None,
+) -> UploadResult:
+    """Upload `path` to `bucket`/`key`, resuming from `state`; `state` is updated in place.
+
+    Files of at most `threshold` bytes (default: `part_size`) go up in one PUT.
+    Raises BadInputError (local file missing/changed), OfflineError, TransientError,
+    AuthError, PermanentError, UploadStopped.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise BadInputError(f"upload: local file not found: {path}") from None
+    except OSError as e:
+        raise BadInputError(f"upload: cannot read {path}: {e.strerror}") from None
+    if not path.is_file():
+        raise BadInputError(f"upload: not a regular file: {path}")
+    ident = {"key": key, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    ctype = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+    if state and any(state.get(k) != v for k, v in ident.items()):
+        # A different object or the file changed: what the state describes is no use now.
+        _abort_quietly(client, bucket, state)
+        state.clear()
+    done = state.get("done")
+    if done:
+        return UploadResult(**done)
+    state.update(ident)
+
+    if st.st_size <= (threshold if threshold is not None else part_size) and not state.get("upload_id"):
+        return _put_single(client, bucket, key, path, ctype, state, save_state, on_progress, should_stop)
+
+    state.setdefault("part_size", _choose_part_size(st.st_size, part_size))
+    state.setdefault("parts", [])
+    for attempt in (1, 2):
+        try:
+            return _multipart(client, bucket, key, path, ctype, state, save_state, on_progress, should_stop)
+        except _UploadGone:
+            if attempt == 2:
+                raise TransientError(f"upload {key}: the store lost a brand-new multipart upload") from None
+            log.warning("%s multipart upload of %s is gone from the store (expired or aborted); starting again",
+                        logs.UPLOAD, key)  # fmt: skip
+            state.pop("upload_id", None)
+            state["parts"] = []
+            save_state(state)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _choose_part_size(size: int, wanted: int) -> int:
+    """`wanted`, grown to whole MiB if the file would need more than MAX_PARTS parts."""
+    part = max(wanted, MIN_PART_SIZE)
+    if math.ceil(size / part) > MAX_PARTS:
+        part = math.ceil(size / MAX_PARTS / MIB) * MIB
+    return part
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _call(what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return fn(**kwargs)
+    except Exception as e:
+        if error_code(e) in ("NoSuchUpload",):
+            raise _UploadGone from e
+        raise map_error(e, what) from e
+
+
+def _put_single(
+    client: Any,
+    bucket: str,
+    key: str,
+    path: Path,
+    ctype: str,
+    state: dict[str, Any],
+    save_state: SaveState,
+    on_progress: OnProgress | None,
+    should_stop: ShouldStop | None,
+) -> UploadResult:
+    data = path.read_bytes()
+    if len(data) != state["size"]:
+        raise BadInputError(f"upload: {path} changed while it was read")
+    md5 = hashlib.md5(data)
+    if should_stop and should_stop():
+        raise UploadStopped(f"upload {key}: stopped before sending")
+    _call(f"put_object {key}", client.put_object, Bucket=bucket, Key=key, Body=data,
+          ContentMD5=_b64(md5.digest()), ContentType=ctype)  # fmt: skip
+    etag = _verify(client, bucket, key, len(data), md5.hexdigest(), state)
+    result = UploadResult(
+        etag=etag, size=len(data), parts=0, md5=md5.hexdigest(), sha256=hashlib.sha256(data).hexdigest(),
+        sent_bytes=len(data),
+    )  # fmt: skip
+    _finish(state, result, save_state)
+    if on_progress:
+        on_progress(len(data), len(data))
+    return result
+
+
+def _multipart(
+    client: Any,
+    bucket: str,
+    key: str,
+    path: Path,
+    ctype: str,
+    state: dict[str, Any],
+    save_state: SaveState,
+    on_progress: OnProgress | None,
+    should_stop: ShouldStop | None,
+) -> UploadResult:
+    size, part_size = int(state["size"]), int(state["part_size"])
+    n_parts = math.ceil(size / part_size)
+    stored: dict[int, dict[str, Any]] = {}
+    if state.get("upload_id"):
+        try:
+            stored = _list_parts(client, bucket, key, state["upload_id"])
+        except _UploadGone:
+            # Perhaps it was completed and only the answer was lost (power cut, dropped link).
+            finished = _already_complete(client, bucket, key, path, state)
+            if finished is not None:
+                _finish(state, finished, save_state)
+                return finished
+            raise
+        log.info("%s resuming %s: the store holds %d of %d parts", logs.UPLOAD, key, len(stored), n_parts)
+    else:
+        resp = _call(f"create_multipart_upload {key}", client.create_multipart_upload,
+                     Bucket=bucket, Key=key, ContentType=ctype)  # fmt: skip
+        state["upload_id"] = resp["UploadId"]
+        state["parts"] = []
+        save_state(state)  # before the first byte: a crash now leaves an id we can resume or abort
+
+    records = {int(p["n"]): p for p in state.get("parts", [])}
+    upload_id = state["upload_id"]
+    sha, md5s = hashlib.sha256(), []
+    done_bytes = sent = skipped = 0
+    last_log = 0.0
+    with path.open("rb") as f:
+        for n in range(1, n_parts + 1):
+            data = f.read(part_size)
+            expected_len = min(part_size, size - (n - 1) * part_size)
+            if len(data) != expected_len:
+                raise BadInputError(f"upload: {path} changed while it was uploaded (part {n} is short)")
+            sha.update(data)
+            md5 = hashlib.md5(data)
+            md5s.append(md5.digest())
+            have = stored.get(n)
+            if have is not None and _part_matches(have, md5.hexdigest(), len(data), records.get(n)):
+                skipped += 1
+                records[n] = {"n": n, "etag": have["etag"], "size": len(data)}
+            else:
+                if should_stop and should_stop():
+                    state["parts"] = [records[i] for i in sorted(records)]
+                    save_state(state)
+                    raise UploadStopped(f"upload {key}: stopped before part {n}/{n_parts}")
+                resp = _call(f"upload_part {n}/{n_parts} of {key}", client.upload_part, Bucket=bucket, Key=key,
+                             UploadId=upload_id, PartNumber=n, Body=data, ContentMD5=_b64(md5.digest()))  # fmt: skip
+                etag = str(resp["ETag"]).strip('"')
+                if _HEX_MD5.fullmatch(etag) and etag != md5.hexdigest():
+                    raise TransientError(f"upload {key}: part {n} stored with a different MD5 than sent")
+                records[n] = {"n": n, "etag": etag, "size": len(data)}
+                state["parts"] = [records[i] for i in sorted(records)]
+                save_state(state)
+                sent += len(data)
+                now = time.monotonic()
+                if n in (1, n_parts) or now - last_log >= PROGRESS_LOG_INTERVAL_S:
+                    log.info("%s %s part %d/%d sent (%.1f MB)", logs.UPLOAD, key, n, n_parts, len(data) / 1e6)
+                    last_log = now
+            done_bytes += len(data)
+            if on_progress:
+                on_progress(done_bytes, size)
+    if f_tail_changed(path, size):
+        raise BadInputError(f"upload: {path} grew while it was uploaded")
+
+    state["parts"] = [records[i] for i in sorted(records)]
+    expected = f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{n_parts}"
+    parts = [{"PartNumber": n, "ETag": records[n]["etag"]} for n in sorted(records) if n <= n_parts]
+    try:
+        _call(f"complete_multipart_upload {key}", client.complete_multipart_upload, Bucket=bucket, Key=key,
+              UploadId=upload_id, MultipartUpload={"Parts": parts})  # fmt: skip
+    except _UploadGone:
+        finished = _already_complete(client, bucket, key, path, state)
+        if finished is None:
+            raise
+        _finish(state, finished, save_state)
+        return finished
+    etag = _verify(client, bucket, key, size, expected, state)
+    result = UploadResult(etag=etag, size=size, parts=n_parts, md5=None, sha256=sha.hexdigest(),
+                          sent_bytes=sent, skipped_parts=skipped)  # fmt: skip
+    _finish(state, result, save_state)
+    return result
+
+
+def f_tail_changed(path: Path, size: int) -> bool:
+    return path.stat().st_size != size
+
+
+def _part_matches(have: dict[str, Any], md5_hex: str, length: int, record: dict[str, Any] | None) -> bool:
+    """Is the store's part `have` the same bytes as the local part?"""
+    if int(have["size"]) != length:
+        return False
+    if _HEX_MD5.fullmatch(have["etag"]):
+        return bool(have["etag"] == md5_hex)
+    # A store whose part ETags are not MD5s: trust the part we recorded ourselves, if it is that one.
+    return record is not None and record.get("etag") == have["etag"]
+
+
+def _list_parts(client: Any, bucket: str, key: str, upload_id: str) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    marker = 0
+    while True:
+        resp = _call(f"list_parts {key}", client.list_parts, Bucket=bucket, Key=key, UploadId=upload_id,
+                     PartNumberMarker=marker)  # fmt: skip
+        for p in resp.get("Parts", []):
+            out[int(p["PartNumber"])] = {"etag": str(p["ETag"]).strip('"'), "size": int(p["Size"])}
+        if not resp.get("IsTruncated"):
+            return out
+        marker = int(resp["NextPartNumberMarker"])
+
+
+def file_etag(path: Path, part_size: int | None) -> tuple[str, str]:
+    """(expected S3 ETag, sha256 hex) of a local file uploaded in one PUT (part_size None)
+    or in parts of `part_size`."""
+    sha, whole, md5s = hashlib.sha256(), hashlib.md5(), []
+    with path.open("rb") as f:
+        while chunk := f.read(part_size or 8 * MIB):
+            sha.update(chunk)
+            whole.update(chunk)
+            md5s.append(hashlib.md5(chunk).digest())
+    if part_size is None:
+        return whole.hexdigest(), sha.hexdigest()
+    return f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}", sha.hexdigest()
+
+
+def _head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return dict(client.head_object(Bucket=bucket, Key=key))
+    except Exception as e:
+        if error_code(e) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise map_error(e, f"head_object {key}") from e
+
+
+def _already_complete(
+    client: Any, bucket: str, key: str, path: Path, state: dict[str, Any]
+) -> UploadResult | None:
+    head = _head(client, bucket, key)
+    if head is None or int(head.get("ContentLength", -1)) != int(state["size"]):
+        return None
+    etag = str(head.get("ETag", "")).strip('"')
+    expected, sha = file_etag(path, int(state["part_size"]))
+    if etag != expected:
+        return None
+    log.info("%s %s was already complete in the store", logs.UPLOAD, key)
+    return UploadResult(
+        etag=etag, size=int(state["size"]), parts=int(expected.rsplit("-", 1)[1]), md5=None, sha256=sha
+    )
+
+
+def _verify(client: Any, bucket: str, key: str, size: int, expected_etag: str, state: dict[str, Any]) -> str:
+    head = _head(client, bucket, key)
+    got_size = None if head is None else int(head.get("ContentLength", -1))
+    etag = "" if head is None else str(head.get("ETag", "")).strip('"')
+    if got_size == size and etag == expected_etag:
+        return etag
+    # Start from scratch next time: the object in the store is not the one we sent.
+    state.pop("upload_id", None)
+    state["parts"] = []
+    raise TransientError(
+        f"upload {key}: verification failed: store has size {got_size} ETag {etag or '-'}, "
+        f"expected size {size} ETag {expected_etag}"
+    )
+
+
+def _finish(state: dict[str, Any], result: UploadResult, save_state: SaveState) -> None:
+    state.pop("upload_id", None)
+    state["parts"] = []
+    state["done"] = asdict(result)
+    save_state(state)
+
+
+def _abort_quietly(client: Any, bucket: str, state: dict[str, Any]) -> None:
+    upload_id, key = state.get("upload_id"), state.get("key")
+    if not upload_id or not key:
+        return
+    try:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except Exception as e:  # best effort: abort_stale_uploads and R2's 7-day rule clean up the rest
+        log.info("%s could not abort old upload of %s: %s", logs.UPLOAD, key, map_error(e, "abort"))
+
+
+def abort_stale_uploads(
+    client: Any,
+    bucket: str,
+    prefix: str,
+    older_than: dt.timedelta,
+    keep_upload_ids: Iterable[str],
+    *,
+    now: dt.datetime | None = None,
+) -> list[tuple[str, str]]:
+    """Abort incomplete multipart uploads under `prefix` started more than `older_than` before
+    `now` whose ids are not in `keep_upload_ids` (uploads a ledger row still tracks).
+    Returns the aborted (key, upload_id) pairs."""
+    now = now or dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)  # our convention: naive means UTC
+    keep = set(keep_upload_ids)
+    cutoff = now - older_than
+    aborted: list[tuple[str, str]] = []
+    markers: dict[str, str] = {}
+    while True:
+        resp = _call(
+            "list_multipart_uploads", client.list_multipart_uploads, Bucket=bucket, Prefix=prefix, **markers
+        )
+        for up in resp.get("Uploads", []):
+            initiated = up["Initiated"]
+            if initiated.tzinfo is None:
+                initiated = initiated.replace(tzinfo=dt.UTC)
+            if up["UploadId"] in keep or initiated > cutoff:
+                continue
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+            except Exception as e:
+                if error_code(e) != "NoSuchUpload":
+                    raise map_error(e, f"abort_multipart_upload {up['Key']}") from e
+            log.info("%s aborted abandoned multipart upload of %s (started %s)", logs.UPLOAD, up["Key"],
+                     initiated.isoformat(timespec="seconds"))  # fmt: skip
+            aborted.append((up["Key"], up["UploadId"]))
+        if not resp.get("IsTruncated"):
+            return aborted
+        markers = {"KeyMarker": resp["NextKeyMarker"], "UploadIdMarker": resp["NextUploadIdMarker"]}

@@ -1,0 +1,1 @@
+"""The worker program: a huey consumer executing ledger rows and periodic duties."""

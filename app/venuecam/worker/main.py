@@ -1,0 +1,53 @@
+"""`venuecam worker`: the huey consumer (a supervisord program)."""
+
+from __future__ import annotations
+
+import argparse
+
+from venuecam import config, db, ledger, logs
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=0, help="worker threads (default: uploads + 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from huey.consumer import Consumer
+
+    from venuecam.worker.app import make_huey
+    from venuecam.worker.tasks import register
+
+    cfg = config.load(args.config)
+    log = logs.setup("worker", cfg.secrets())
+    db.open_db(cfg.db_path)
+    # One worker per box: whatever the ledger says is running died with the previous worker.
+    reaped = ledger.reap_stale(0)
+    if reaped:
+        log.warning(
+            "%s Worker restarted: re-driving %d interrupted task(s): %s", logs.QUEUE, len(reaped), reaped
+        )
+    huey = make_huey(cfg)
+    tasks = register(huey, cfg, periodic=True)
+    # Start-up: a booking sync, a clip scan and everything due, without waiting for the clock.
+    from venuecam.jobs import runner
+
+    tasks.run_job(runner.start_job(cfg, "bookings", requested_by="startup"))
+    tasks.scan()
+    from venuecam.worker import dispatch
+
+    dispatch.dispatch_due(tasks)
+    workers = args.workers or cfg.queue.max_concurrent_uploads + 2
+    log.info("%s Worker starting with %d threads", logs.QUEUE, workers)
+    consumer = Consumer(
+        huey,
+        workers=workers,
+        worker_type="thread",
+        periodic=True,
+        flush_locks=True,
+        # supervisord stops with SIGTERM: let running tasks finish (an upload resumes anyway).
+        graceful_signal="TERM",
+        shutdown_timeout=20,
+        check_worker_health=True,
+    )
+    consumer.run()
+    return 0

@@ -1,0 +1,1 @@
+"""Fixtures for the booking platform simulator (filled in with the simulator)."""
