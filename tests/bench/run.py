@@ -1,0 +1,70 @@
+"""`make bench`: every benchmark in one run; a table on stdout and build/bench.json.
+
+Each area's module returns {"name": number}; figures are measured here, never hard-coded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).parent
+MODULES = ["clip_bench", "status_bench", "net_bench"]
+TARGETS = {
+    "clip_vs_cp_ratio": "<= 1.5",
+    "reencode_vs_clip_ratio": ">= 20",
+    "status_cli_ms": "<= 150",
+    "rss_statusd_mb": "<= 30",
+    "rss_stack_mb": "<= 150",
+    "upload_goodput_frac_0loss": ">= 0.93",
+    "upload_goodput_frac_1loss": ">= 0.90",
+    "resent_bytes_after_kill": "<= one part",
+    "resent_bytes_after_long_cut": "<= one part",
+    "resume_after_heal_s": "<= 1",
+    "offline_detect_s": "<= 10",
+    "drain_start_s": "<= 5",
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="build/bench.json")
+    ap.add_argument("--only", nargs="*", help="run only these modules")
+    args = ap.parse_args()
+    sys.path.insert(0, str(HERE))
+    results: dict[str, float] = {}
+    failed: list[str] = []
+    for name in args.only or MODULES:
+        started = time.monotonic()
+        print(f"== {name} ...", flush=True)
+        try:
+            mod = importlib.import_module(name)
+            with tempfile.TemporaryDirectory(prefix=f"venuecam-{name}-") as work:
+                figures = mod.run(Path(work))
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        results.update({k: float(v) for k, v in figures.items()})
+        print(f"   {name} took {time.monotonic() - started:.0f} s", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"\n{'figure':<34} {'measured':>14}  target")
+    for k in sorted(results):
+        print(f"{k:<34} {results[k]:>14.4g}  {TARGETS.get(k, '')}")
+    print(f"\nwritten to {out}")
+    if failed:
+        print(f"benchmarks that failed to run: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

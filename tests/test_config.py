@@ -1,0 +1,79 @@
+"""Config validation: one clear error naming file, key and expectation; secrets masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import API_TOKEN, S3_SECRET, base_sections, render_toml
+
+from venuecam import config
+from venuecam.cli.main import main as cli_main
+from venuecam.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "venuecam.toml"
+    p.write_text(text)
+    return p
+
+
+def test_example_config_is_valid() -> None:
+    example = Path(__file__).parent.parent / "provisioning" / "venuecam.example.toml"
+    cfg = config.load(example)
+    assert [c.name for c in cfg.cameras] == ["CAMERA_A", "CAMERA_B"]
+    assert cfg.queue.upload_schedule_s == [300, 1200, 2700, 7200, 18000]
+    assert cfg.queue.notify_schedule_s == [300, 1200, 2700]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda s: s["device"].update(colour="red"), "device.colour: unknown key"),
+        (lambda s: s["storage"].update(bucket=12), "storage.bucket: expected a string, got int"),
+        (lambda s: s["device"].pop("venue_id"), "device.venue_id: required"),
+        (lambda s: s["cameras"][0].update(fps="fast"), "cameras[0].fps: expected an integer, got str"),
+        (lambda s: s["cameras"][0].update(source="ftp://x"), "cameras[0].source: expected rtsp://"),
+        (lambda s: s["device"].update(timezone="Mars/Olympus"), "device.timezone: unknown time zone"),
+        (lambda s: s["queue"].update(upload_schedule_s=[]), "queue.upload_schedule_s"),
+        (lambda s: s["cameras"].append(dict(s["cameras"][0])), "duplicate camera name"),
+        (lambda s: s["booking_api"].update(base_url="ftp://x"), "booking_api.base_url"),
+        (lambda s: s["leds"].update(online_pin=True), "leds.online_pin: expected an integer, got bool"),
+    ],
+)
+def test_bad_config_names_file_key_and_expectation(tmp_path: Path, mutate, expected: str) -> None:  # type: ignore[no-untyped-def]
+    sections = base_sections(tmp_path, queue={})
+    mutate(sections)
+    path = write(tmp_path, render_toml(sections))
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(path) in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(write(tmp_path, "[device\nx="))
+    with pytest.raises(ConfigError, match="config file not found"):
+        config.load(tmp_path / "absent.toml")
+
+
+def test_dump_masks_secrets_and_camera_passwords(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sections = base_sections(tmp_path)
+    sections["cameras"][0]["source"] = "rtsp://admin:hunter2secret@192.0.2.1/s"
+    path = write(tmp_path, render_toml(sections))
+    assert cli_main(["--config", str(path), "config", "--dump"]) == 0
+    out = capsys.readouterr().out
+    assert API_TOKEN not in out and S3_SECRET not in out and "hunter2secret" not in out
+    assert "********" in out and "rtsp://admin:********@192.0.2.1/s" in out
+    # The dump is itself a valid config with the same non-secret values.
+    reloaded = config.loads(out.replace("********", "x"), source="dump")
+    assert reloaded.device.venue_id == "42"
+    assert "hunter2secret" in config.load(path).secrets()
+
+
+def test_cli_reports_bad_config_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, render_toml(base_sections(tmp_path, storage={"bucket": 5})))
+    assert cli_main(["config", "--check", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "storage.bucket" in err

@@ -1,0 +1,96 @@
+"""The task ledger's transitions, driven with an explicit clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from venuecam import ledger
+from venuecam.models import TaskStatus, TaskType
+
+T0 = dt.datetime(2025, 1, 23, 10, 0, 0)
+SCHEDULE = [300, 1200, 2700, 7200, 18000]
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def new(key: str = "upload_r2:BK-1-CAMERA_A-full", attempts: int = 6, **kw: Any):  # type: ignore[no-untyped-def]
+    row, created = ledger.enqueue(TaskType.UPLOAD, key, {"unique_id": key}, max_attempts=attempts, now=T0, **kw)
+    return row, created
+
+
+def test_enqueue_is_idempotent_by_unique_key(database: Any) -> None:
+    a, created_a = new()
+    b, created_b = new()
+    assert created_a and not created_b and a.id == b.id
+
+
+def test_retry_schedule_then_dead_letter_then_redrive(database: Any) -> None:
+    row, _ = new(attempts=len(SCHEDULE) + 1)
+    now = T0
+    for i, delay in enumerate(SCHEDULE):
+        claimed = ledger.claim(row.id, now)
+        assert claimed is not None and claimed.attempts == i + 1
+        after = ledger.fail(row.id, f"boom {i}", SCHEDULE, now)
+        assert after.status == TaskStatus.PENDING
+        assert after.next_retry_at == now + dt.timedelta(seconds=delay)
+        assert ledger.claim(row.id, now + dt.timedelta(seconds=delay - 1)) is None  # not due yet
+        now = now + dt.timedelta(seconds=delay)
+    assert ledger.claim(row.id, now) is not None
+    final = ledger.fail(row.id, "last", SCHEDULE, now)
+    assert final.status == TaskStatus.FAILED and final.error_msg == "last" and final.attempts == 6
+    assert ledger.retry_failed(now=now) == 1
+    again = ledger.claim(row.id, now)
+    assert again is not None and again.attempts == 1
+
+
+def test_offline_failure_does_not_count(database: Any) -> None:
+    row, _ = new(attempts=2)
+    for _ in range(5):
+        assert ledger.claim(row.id, at(10_000)) is not None
+        ledger.release_offline(row.id, "offline", retry_in_s=0, now=at(10_000))
+    got = ledger.get(row.id)
+    assert got.attempts == 0 and got.offline_failures == 5 and got.status == TaskStatus.PENDING
+
+
+def test_claim_is_exclusive(database: Any) -> None:
+    row, _ = new()
+    assert ledger.claim(row.id, T0) is not None
+    assert ledger.claim(row.id, T0) is None
+
+
+def test_stale_running_row_is_reaped_and_wake_makes_due(database: Any) -> None:
+    row, _ = new()
+    ledger.claim(row.id, T0)
+    assert ledger.reap_stale(120, at(60)) == []
+    assert ledger.reap_stale(120, at(121)) == [row.id]
+    assert ledger.get(row.id).status == TaskStatus.PENDING
+    ledger.claim(row.id, at(121))
+    ledger.fail(row.id, "x", SCHEDULE, at(122))
+    assert ledger.due(at(123)) == []
+    assert ledger.wake_all(at(123)) == 1
+    assert [r.id for r in ledger.due(at(123))] == [row.id]
+
+
+def test_due_orders_oldest_booking_first(database: Any) -> None:
+    late, _ = new("upload_r2:late", priority_ts=2000.0)
+    early, _ = new("upload_r2:early", priority_ts=1000.0)
+    assert [r.id for r in ledger.due(T0)] == [early.id, late.id]
+
+
+def test_cancel_expire_and_purge(database: Any) -> None:
+    a, _ = new("upload_r2:a", booking_id="BK-1")
+    b, _ = new("upload_r2:b", booking_id="BK-2")
+    c, _ = new("upload_r2:c", booking_id="BK-3")
+    assert ledger.cancel_for_booking("BK-1", "cancelled", T0) == 1
+    assert ledger.expire_old(1, at(7200)) == [b.id, c.id]
+    assert ledger.get(b.id).status == TaskStatus.EXPIRED
+    ledger.retry_failed([c.id], now=at(7200))
+    ledger.claim(c.id, at(7200))
+    ledger.complete(c.id, at(7200))
+    assert ledger.purge_completed(7, at(7200 + 6 * 86400)) == 0
+    assert ledger.purge_completed(7, at(7200 + 8 * 86400)) == 1
+    assert ledger.get(a.id).status == TaskStatus.CANCELLED
+    assert ledger.counts() == {(TaskType.UPLOAD, TaskStatus.CANCELLED): 1, (TaskType.UPLOAD, TaskStatus.EXPIRED): 1}
