@@ -20,7 +20,7 @@ import pytest
 from venuecam import config as config_mod
 from venuecam import db as db_mod
 
-pytest_plugins = ["fixtures_platform"]
+pytest_plugins = ["fixtures_platform", "fixtures_status"]
 
 VENV_BIN = Path(sys.executable).parent
 S3_KEY_ID = "testing-key-id"
@@ -95,8 +95,16 @@ def base_sections(data_dir: Path, **over: dict[str, Any]) -> dict[str, Any]:
             "multipart_threshold_mb": 8,
         },
         "cameras": [
-            {"name": "CAMERA_A", "field_id": 1, "source": "testsrc", "segment_seconds": 2,
-             "width": 320, "height": 240, "fps": 10, "bitrate_kbps": 300},
+            {
+                "name": "CAMERA_A",
+                "field_id": 1,
+                "source": "testsrc",
+                "segment_seconds": 2,
+                "width": 320,
+                "height": 240,
+                "fps": 10,
+                "bitrate_kbps": 300,
+            },
         ],  # fmt: skip
         "leds": {"pin_factory": "mock"},
     }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import API_TOKEN, S3_SECRET, base_sections, render_toml
 
+from conftest import API_TOKEN, S3_SECRET, base_sections, render_toml
 from venuecam import config
 from venuecam.cli.main import main as cli_main
 from venuecam.errors import ConfigError

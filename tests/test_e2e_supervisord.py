@@ -19,8 +19,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import base_sections, render_toml
 
+from conftest import base_sections, render_toml
 from venuecam import db as db_mod
 from venuecam.models import PendingTask, TaskStatus, Video, VideoStatus
 
@@ -34,7 +34,9 @@ def local(ts: float) -> dt.datetime:
 def supervisor_states(sock: Path) -> dict[str, str]:
     from supervisor.xmlrpc import SupervisorTransport
 
-    proxy = xmlrpc.client.ServerProxy("http://localhost", transport=SupervisorTransport(None, None, f"unix://{sock}"))
+    proxy = xmlrpc.client.ServerProxy(
+        "http://localhost", transport=SupervisorTransport(None, None, f"unix://{sock}")
+    )
     return {f"{p['group']}:{p['name']}": p["statename"] for p in proxy.supervisor.getAllProcessInfo()}
 
 
@@ -55,8 +57,18 @@ def appliance(tmp_path: Path, s3: Any, platform: Any) -> Any:
         device={"log_dir": str(tmp_path / "logs")},
         booking_api={"base_url": platform.url, "sync_interval_s": 60},
         storage={"endpoint_url": s3.endpoint},
-        cameras=[{"name": "CAMERA_A", "field_id": 1, "source": "testsrc", "segment_seconds": 2,
-                  "width": 320, "height": 240, "fps": 10, "bitrate_kbps": 300}],  # fmt: skip
+        cameras=[
+            {
+                "name": "CAMERA_A",
+                "field_id": 1,
+                "source": "testsrc",
+                "segment_seconds": 2,
+                "width": 320,
+                "height": 240,
+                "fps": 10,
+                "bitrate_kbps": 300,
+            }
+        ],  # fmt: skip
         clips={"grace_s": 3, "scan_interval_s": 60},
         connectivity={"tcp_targets": [], "dns_names": [], "interval_s": 1.0},
     )

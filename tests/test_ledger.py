@@ -17,7 +17,9 @@ def at(seconds: float) -> dt.datetime:
 
 
 def new(key: str = "upload_r2:BK-1-CAMERA_A-full", attempts: int = 6, **kw: Any):  # type: ignore[no-untyped-def]
-    row, created = ledger.enqueue(TaskType.UPLOAD, key, {"unique_id": key}, max_attempts=attempts, now=T0, **kw)
+    row, created = ledger.enqueue(
+        TaskType.UPLOAD, key, {"unique_id": key}, max_attempts=attempts, now=T0, **kw
+    )
     return row, created
 
 
@@ -93,4 +95,7 @@ def test_cancel_expire_and_purge(database: Any) -> None:
     assert ledger.purge_completed(7, at(7200 + 6 * 86400)) == 0
     assert ledger.purge_completed(7, at(7200 + 8 * 86400)) == 1
     assert ledger.get(a.id).status == TaskStatus.CANCELLED
-    assert ledger.counts() == {(TaskType.UPLOAD, TaskStatus.CANCELLED): 1, (TaskType.UPLOAD, TaskStatus.EXPIRED): 1}
+    assert ledger.counts() == {
+        (TaskType.UPLOAD, TaskStatus.CANCELLED): 1,
+        (TaskType.UPLOAD, TaskStatus.EXPIRED): 1,
+    }

@@ -57,7 +57,9 @@ def test_booking_across_midnight_is_matched_in_utc(two_cam_cfg: Any, database: A
 def test_highlight_needs_a_running_booking(two_cam_cfg: Any, database: Any) -> None:
     b = add_booking(two_cam_cfg, "BK-H", "2025-01-23", "10:00:00", "11:00:00", field_id=2)
     with pytest.raises(BadInputError, match="no booking is running"):
-        pipeline.request_highlight(two_cam_cfg, 2, now=dt.datetime.fromtimestamp(b.end_ts + 5, dt.UTC).replace(tzinfo=None))
+        pipeline.request_highlight(
+            two_cam_cfg, 2, now=dt.datetime.fromtimestamp(b.end_ts + 5, dt.UTC).replace(tzinfo=None)
+        )
     with pytest.raises(BadInputError, match="no camera records"):
         pipeline.request_highlight(two_cam_cfg, 9)
     with pytest.raises(BadInputError, match="expected an integer"):
@@ -90,7 +92,9 @@ def test_retention_never_deletes_segments_a_booking_still_needs(two_cam_cfg: Any
     assert not os.path.exists(needed.path)
 
 
-def test_retention_under_disk_pressure_frees_safe_clips_first(two_cam_cfg: Any, database: Any, tmp_path: Path) -> None:
+def test_retention_under_disk_pressure_frees_safe_clips_first(
+    two_cam_cfg: Any, database: Any, tmp_path: Path
+) -> None:
     cfg = two_cam_cfg
     b = add_booking(cfg, "BK-P", "2025-01-01", "10:00:00", "10:01:00")
     clip = tmp_path / "clip.mp4"

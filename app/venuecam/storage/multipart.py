@@ -25,7 +25,7 @@ import mimetypes
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,8 @@ def upload_file(
         state.clear()
     done = state.get("done")
     if done:
-        return UploadResult(**done)
+        known = {f.name for f in fields(UploadResult)}
+        return UploadResult(**{k: v for k, v in done.items() if k in known})
     state.update(ident)
 
     if st.st_size <= (threshold if threshold is not None else part_size) and not state.get("upload_id"):
@@ -166,7 +167,7 @@ def _put_single(
         raise UploadStopped(f"upload {key}: stopped before sending")
     _call(f"put_object {key}", client.put_object, Bucket=bucket, Key=key, Body=data,
           ContentMD5=_b64(md5.digest()), ContentType=ctype)  # fmt: skip
-    etag = _verify(client, bucket, key, len(data), md5.hexdigest(), state)
+    etag = _verify(client, bucket, key, len(data), md5.hexdigest(), state, save_state)
     result = UploadResult(
         etag=etag, size=len(data), parts=0, md5=md5.hexdigest(), sha256=hashlib.sha256(data).hexdigest(),
         sent_bytes=len(data),
@@ -248,7 +249,7 @@ def _multipart(
             done_bytes += len(data)
             if on_progress:
                 on_progress(done_bytes, size)
-    if f_tail_changed(path, size):
+    if path.stat().st_size != size:
         raise BadInputError(f"upload: {path} grew while it was uploaded")
 
     state["parts"] = [records[i] for i in sorted(records)]
@@ -263,15 +264,11 @@ def _multipart(
             raise
         _finish(state, finished, save_state)
         return finished
-    etag = _verify(client, bucket, key, size, expected, state)
+    etag = _verify(client, bucket, key, size, expected, state, save_state)
     result = UploadResult(etag=etag, size=size, parts=n_parts, md5=None, sha256=sha.hexdigest(),
                           sent_bytes=sent, skipped_parts=skipped)  # fmt: skip
     _finish(state, result, save_state)
     return result
-
-
-def f_tail_changed(path: Path, size: int) -> bool:
-    return path.stat().st_size != size
 
 
 def _part_matches(have: dict[str, Any], md5_hex: str, length: int, record: dict[str, Any] | None) -> bool:
@@ -336,7 +333,15 @@ def _already_complete(
     )
 
 
-def _verify(client: Any, bucket: str, key: str, size: int, expected_etag: str, state: dict[str, Any]) -> str:
+def _verify(
+    client: Any,
+    bucket: str,
+    key: str,
+    size: int,
+    expected_etag: str,
+    state: dict[str, Any],
+    save_state: SaveState,
+) -> str:
     head = _head(client, bucket, key)
     got_size = None if head is None else int(head.get("ContentLength", -1))
     etag = "" if head is None else str(head.get("ETag", "")).strip('"')
@@ -345,6 +350,7 @@ def _verify(client: Any, bucket: str, key: str, size: int, expected_etag: str, s
     # Start from scratch next time: the object in the store is not the one we sent.
     state.pop("upload_id", None)
     state["parts"] = []
+    save_state(state)
     raise TransientError(
         f"upload {key}: verification failed: store has size {got_size} ETag {etag or '-'}, "
         f"expected size {size} ETag {expected_etag}"

@@ -73,7 +73,7 @@ def handle_upload(cfg: Config, tasks: Tasks, row: PendingTask) -> None:
             status=VideoStatus.UPLOADED,
             mp4_key=result.get("mp4_key"),
             preview_key=result.get("preview_key"),
-            thumb_key=result.get("thumb_key"),
+            thumb_key=result.get("thumbnail_key"),
             mp4_url=result.get("mp4_url"),
             preview_url=result.get("preview_url"),
             thumb_url=result.get("thumbnail_url"),
@@ -116,13 +116,15 @@ def notification_payload(cfg: Config, video: Video) -> dict[str, Any]:
 
 def _urls(cfg: Config, video: Video) -> dict[str, str]:
     """Public URLs are stable; presigned ones are made fresh at send time (7 days from now)."""
+    from venuecam.storage.client import make_client
     from venuecam.storage.urls import object_url
 
+    client = None if cfg.storage.public_base_url else make_client(cfg.storage)
     return {
-        "mp4_url": object_url(cfg.storage, video.mp4_key),
-        "preview_url": object_url(cfg.storage, video.preview_key),
-        "thumbnail_url": object_url(cfg.storage, video.thumb_key),
-    }
+        name: object_url(client, cfg.storage.bucket, key, cfg.storage.public_base_url)
+        for name, key in (("mp4_url", video.mp4_key), ("preview_url", video.preview_key),
+                          ("thumbnail_url", video.thumb_key))
+    }  # fmt: skip
 
 
 def handle_notify(cfg: Config, tasks: Tasks, row: PendingTask) -> None:
