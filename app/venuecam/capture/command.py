@@ -59,7 +59,11 @@ def input_args(cam: CameraConfig) -> list[str]:
     if kind is SourceKind.RTSP:
         return ["-rtsp_transport", "tcp", "-timeout", str(RTSP_IO_TIMEOUT_US), "-i", cam.source]
     # picamera2's H264Encoder writes a raw H.264 elementary stream into our stdin.
-    return ["-fflags", "+genpts", "-f", "h264", "-framerate", str(cam.fps), "-i", "pipe:0"]
+    # Small probe: the frame rate is given, and the default 5 s probe would hold back the start.
+    return [
+        "-fflags", "+genpts", "-probesize", "32768", "-analyzeduration", "0",
+        "-f", "h264", "-framerate", str(cam.fps), "-i", "pipe:0",
+    ]  # fmt: skip
 
 
 def encode_args(cam: CameraConfig) -> list[str]:
@@ -100,6 +104,9 @@ def build_ffmpeg_argv(
         "-map", "0:v:0", "-an", *codec,
         "-f", "segment", "-segment_time", str(cam.segment_seconds), "-segment_format", "mpegts",
         "-reset_timestamps", "0",
+        # Write each packet through, so a SIGKILL or power cut loses only what the kernel had
+        # not written back, not ffmpeg's own buffer (a whole short segment at low bitrates).
+        "-segment_format_options", "flush_packets=1",
         "-segment_list", str(run_dir / LIST_NAME), "-segment_list_type", "csv",
         str(run_dir / SEGMENT_PATTERN),
     ]  # fmt: skip

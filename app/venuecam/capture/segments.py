@@ -9,7 +9,10 @@ with an *anchor*: the monotonic instant of media time zero, estimated from ffmpe
 written means media time zero happened at or before `m - t` (ffmpeg cannot write media
 faster than a live source produces it; it can only be late), so the smallest `m - t` over a
 sliding window (`AnchorEstimator`) is the best estimate; the window lets it follow a camera
-clock that drifts against ours. A segment's start is converted to wall time when it is
+clock that drifts against ours. A segment-list line read at `m` naming a segment that ends at
+`e` is one more such sample (`m - e`). Segments are filed about a second after they close, so
+the estimate has settled after ffmpeg's start-up catch-up (it first writes, faster than real
+time, what it buffered while probing the input). A segment's start is converted to wall time when it is
 indexed, with the wall clock read at that moment, so a wall-clock step (NTP setting the
 clock of a Pi that has no RTC) applies to every segment indexed after it.
 

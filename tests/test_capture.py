@@ -1,0 +1,365 @@
+"""The capture program for real: `venuecam capture` processes recording with ffmpeg.
+
+Small and fast settings (320x240 @ 10 fps, 1 s segments). The Pi camera path runs against a
+fake `picamera2` package (the only faked boundary); it produces H.264 with ffmpeg.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import base_sections, free_port, render_toml
+from venuecam import config as config_mod
+from venuecam.capture.segments import parse_segment_name, segment_name
+from venuecam.db import open_db
+from venuecam.models import Segment
+
+VENUECAM = str(Path(sys.executable).parent / "venuecam")
+SMALL = {"field_id": 1, "segment_seconds": 1, "width": 320, "height": 240, "fps": 10, "bitrate_kbps": 200}
+
+
+class Capture:
+    """One `venuecam capture --camera NAME` process, its log in a file."""
+
+    def __init__(self, tmp: Path, cam: dict[str, Any], env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.name = cam["name"]
+        self.config_path = tmp / "venuecam.toml"
+        self.config_path.write_text(render_toml(base_sections(tmp, cameras=[cam])))
+        self.cfg = config_mod.load(self.config_path)
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self) -> Capture:
+        self.runs += 1
+        self.log_path = self.tmp / f"capture-{self.runs}.log"
+        with open(self.log_path, "wb") as log:
+            argv = [VENUECAM, "--config", str(self.config_path), "capture", "--camera", self.name]
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        return self
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def segments(self) -> list[Segment]:
+        db = open_db(self.cfg.db_path)
+        try:
+            return list(Segment.select().where(Segment.camera == self.name).order_by(Segment.start_ts))
+        finally:
+            db.close()
+
+    def wait_segments(self, count: int, timeout: float = 30.0) -> list[Segment]:
+        wait_for(
+            lambda: len(self.segments()) >= count, timeout, lambda: f"{count} segments; log:\n{self.log}"
+        )
+        return self.segments()
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"capture did not exit within {timeout}s; log:\n{self.log}")
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what()}")
+
+
+def max_gap(segments: list[Segment]) -> float:
+    return max(b.start_ts - a.end_ts for a, b in zip(segments, segments[1:], strict=False))
+
+
+@pytest.fixture
+def captures() -> Iterator[list[Capture]]:
+    started: list[Capture] = []
+    yield started
+    for c in started:
+        c.kill()
+
+
+@pytest.fixture
+def testsrc(tmp_path: Path, captures: list[Capture]) -> Capture:
+    c = Capture(tmp_path, {"name": "CAMERA_A", "source": "testsrc", **SMALL})
+    captures.append(c)
+    return c
+
+
+def make_ts(path: Path, seconds: float) -> Path:
+    """A real MPEG-TS recording made by ffmpeg (not by the code under test)."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-t", str(seconds),
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-f", "mpegts", "-y", str(path)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    return path
+
+
+# ---------------------------------------------------------------- recording
+
+
+def test_segments_are_recorded_validated_and_indexed_back_to_back(testsrc: Capture) -> None:
+    before = time.time()
+    testsrc.start()
+    segments = testsrc.wait_segments(5)
+    assert testsrc.stop() == 0
+    segments = testsrc.segments()
+    for s in segments:
+        path = Path(s.path)
+        assert path.is_file() and path.stat().st_size == s.bytes > 0
+        assert path.parent.parent == testsrc.cfg.segments_dir / "CAMERA_A"
+        assert parse_segment_name(path.name) == pytest.approx(s.start_ts, abs=1e-6)
+        assert path.parent.name == time.strftime("%Y-%m-%d", time.gmtime(s.start_ts))
+        assert s.end_ts > s.start_ts
+        # Each lasts a segment, except the last, which the stop cut short.
+        assert 0.5 < s.duration < 2.0 or (s is segments[-1] and s.duration > 0)
+        assert (s.codec, s.width, s.height) == ("h264", 320, 240)
+    # Wall-clock starts: after the test began, continuous, no overlaps, no gaps.
+    assert segments[0].start_ts >= before
+    for a, b in zip(segments, segments[1:], strict=False):
+        assert abs(b.start_ts - a.end_ts) < 0.5, (a.path, b.path)
+
+
+def test_sigterm_finalises_the_open_segment_and_exits_0(testsrc: Capture) -> None:
+    testsrc.start()
+    testsrc.wait_segments(2)
+    assert testsrc.stop() == 0
+    indexed = {s.path for s in testsrc.segments()}
+    on_disk = {str(p) for p in (testsrc.cfg.segments_dir / "CAMERA_A").rglob("*.ts")}
+    assert on_disk == indexed  # nothing left behind unindexed, in a run dir or elsewhere
+    assert "stopping on SIGTERM" in testsrc.log
+
+
+# ---------------------------------------------------------------- sources that cannot work
+
+
+def test_missing_usb_camera_exits_non_zero_naming_the_device(tmp_path: Path, captures: list[Capture]) -> None:
+    c = Capture(tmp_path, {"name": "CAMERA_A", "source": "/dev/video99", **SMALL})
+    captures.append(c)
+    assert c.start().wait_exit() != 0
+    assert "🎥 CAPTURE: camera CAMERA_A: video device /dev/video99 does not exist" in c.log
+    assert c.segments() == []
+
+
+def test_dead_rtsp_camera_exits_non_zero_without_leaking_its_password(
+    tmp_path: Path, captures: list[Capture]
+) -> None:
+    url = f"rtsp://admin:cam-secret-pw@127.0.0.1:{free_port()}/stream"  # nothing listens there
+    c = Capture(tmp_path, {"name": "CAMERA_A", "source": url, **SMALL})
+    captures.append(c)
+    assert c.start().wait_exit() != 0
+    assert "🎥 CAPTURE: camera CAMERA_A: RTSP source rtsp://admin:********@127.0.0.1" in c.log
+    assert "cam-secret-pw" not in c.log
+
+
+def test_unknown_camera_name_is_a_clear_error(testsrc: Capture) -> None:
+    out = subprocess.run(
+        [VENUECAM, "--config", str(testsrc.config_path), "capture", "--camera", "NOPE"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "no camera named 'NOPE'" in out.stderr
+
+
+# ---------------------------------------------------------------- leftovers from a crash
+
+
+def test_leftover_truncated_and_empty_segments_at_start(testsrc: Capture) -> None:
+    day_dir = testsrc.cfg.segments_dir / "CAMERA_A" / "2025-01-01"
+    day_dir.mkdir(parents=True)
+    start = 1735689600.0  # 2025-01-01T00:00:00Z
+    truncated = make_ts(day_dir / segment_name(start), 1.0)
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])  # power cut mid-write
+    empty = day_dir / segment_name(start + 1)
+    empty.touch()
+    foreign = day_dir / "notes.ts"
+    foreign.write_bytes(b"not ours")
+
+    testsrc.start()
+    testsrc.wait_segments(2)
+    assert testsrc.stop() == 0
+
+    by_path = {s.path: s for s in testsrc.segments()}
+    assert str(truncated) in by_path
+    kept = by_path[str(truncated)]
+    assert kept.start_ts == pytest.approx(start)
+    assert 0 < kept.duration < 1.0
+    assert kept.end_ts == pytest.approx(start + kept.duration)
+    assert not empty.exists() and str(empty) not in by_path
+    assert f"deleting unusable segment: {empty}: empty file" in testsrc.log
+    assert foreign.exists() and f"ignoring {foreign}" in testsrc.log
+
+
+# ---------------------------------------------------------------- restarts
+
+
+def test_kill_9_and_restart_leaves_only_a_short_gap(testsrc: Capture) -> None:
+    testsrc.start()
+    testsrc.wait_segments(3)
+    time.sleep(0.5)  # into the next segment, so the kill cuts one short
+    testsrc.kill()  # SIGKILL: no chance to finalise; ffmpeg dies with it (PDEATHSIG)
+    killed_at = time.time()
+    before = testsrc.segments()
+    testsrc.start()
+    after = testsrc.wait_segments(len(before) + 3)
+    assert testsrc.stop() == 0
+    assert "recovered segment" in testsrc.log  # the segment open at the kill
+    assert after[-1].start_ts > killed_at
+    assert max_gap(testsrc.segments()) < 3.0
+    # Nothing indexed twice and nothing overlapping by more than a frame or two.
+    for a, b in zip(after, after[1:], strict=False):
+        assert b.start_ts > a.end_ts - 0.3
+
+
+# ---------------------------------------------------------------- the Pi camera (fake picamera2)
+
+FAKE_PICAMERA2 = {
+    "__init__.py": """
+        import json, os, subprocess, threading, time
+
+        class Picamera2:
+            def __init__(self, camera_num=0):
+                self.config = None
+                self._stop = threading.Event()
+                self._thread = None
+                self._proc = None
+
+            def create_video_configuration(self, main=None, controls=None, **kw):
+                return {"main": main or {}, "controls": controls or {}}
+
+            def configure(self, config):
+                self.config = config
+
+            def start_recording(self, encoder, output, **kw):
+                log = os.environ.get("FAKE_PICAMERA2_LOG")
+                if log:
+                    with open(log, "w") as f:
+                        json.dump({"config": self.config, "encoder": vars(encoder)}, f)
+                width, height = self.config["main"]["size"]
+                fps = int(self.config["controls"]["FrameRate"])
+                self._proc = subprocess.Popen(
+                    ["ffmpeg", "-v", "error", "-nostdin", "-re", "-f", "lavfi",
+                     "-i", f"testsrc2=size={width}x{height}:rate={fps}", "-c:v", "libx264",
+                     "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(encoder.iperiod),
+                     "-f", "h264", "pipe:1"],
+                    stdout=subprocess.PIPE,
+                )
+                stall_after = float(os.environ.get("FAKE_PICAMERA2_STALL_AFTER_S", "inf"))
+                self._thread = threading.Thread(target=self._pump, args=(output, stall_after), daemon=True)
+                self._thread.start()
+
+            def _pump(self, output, stall_after):
+                began = time.monotonic()
+                while not self._stop.is_set():
+                    if time.monotonic() - began > stall_after:
+                        self._proc.kill()  # the sensor stops delivering; the process lives on
+                        self._stop.wait()
+                        return
+                    chunk = self._proc.stdout.read1(65536)
+                    if not chunk:
+                        return
+                    try:
+                        output.outputframe(chunk)
+                    except (BrokenPipeError, ValueError):
+                        return
+
+            def stop_recording(self):
+                self._stop.set()
+                if self._proc:
+                    self._proc.kill()
+                    self._proc.wait()
+                if self._thread:
+                    self._thread.join(5)
+
+            def close(self):
+                pass
+    """,
+    "encoders.py": """
+        class H264Encoder:
+            def __init__(self, bitrate=None, repeat=False, iperiod=None, **kw):
+                self.bitrate, self.repeat, self.iperiod = bitrate, repeat, iperiod
+    """,
+    "outputs.py": """
+        class FileOutput:
+            def __init__(self, file=None):
+                self.fileoutput = file
+
+            def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
+                self.fileoutput.write(frame)
+                self.fileoutput.flush()
+    """,
+}
+
+
+@pytest.fixture
+def fake_picamera2(tmp_path: Path) -> Path:
+    pkg = tmp_path / "fakes" / "picamera2"
+    pkg.mkdir(parents=True)
+    for name, body in FAKE_PICAMERA2.items():
+        (pkg / name).write_text(textwrap.dedent(body))
+    return pkg.parent
+
+
+def picamera_capture(tmp_path: Path, fakes: Path, **env: str) -> Capture:
+    cam = {"name": "PICAM", "source": "picamera2", **SMALL, "stall_timeout_s": 1}
+    return Capture(tmp_path, cam, env={"PYTHONPATH": str(fakes), **env})
+
+
+def test_picamera2_source_records_indexed_segments(
+    tmp_path: Path, fake_picamera2: Path, captures: list[Capture]
+) -> None:
+    import json
+
+    c = picamera_capture(tmp_path, fake_picamera2, FAKE_PICAMERA2_LOG=str(tmp_path / "picam.json"))
+    captures.append(c)
+    segments = c.start().wait_segments(3)
+    assert c.stop() == 0
+    assert all((s.codec, s.width, s.height) == ("h264", 320, 240) for s in segments)
+    assert max_gap(c.segments()) < 0.5
+    asked = json.loads((tmp_path / "picam.json").read_text())
+    assert asked["config"]["main"]["size"] == [320, 240]
+    assert asked["encoder"] == {"bitrate": 200_000, "repeat": True, "iperiod": 10}
+
+
+def test_stalled_source_exits_non_zero(tmp_path: Path, fake_picamera2: Path, captures: list[Capture]) -> None:
+    c = picamera_capture(tmp_path, fake_picamera2, FAKE_PICAMERA2_STALL_AFTER_S="2.5")
+    captures.append(c)
+    assert c.start().wait_exit() == 1
+    assert "🎥 CAPTURE: camera PICAM: source stalled: no segment closed for 3s" in c.log
+    assert len(c.segments()) >= 1  # what was recorded before the stall is kept
+
+
+def test_picamera2_missing_exits_non_zero_with_a_clear_message(
+    tmp_path: Path, captures: list[Capture]
+) -> None:
+    c = Capture(tmp_path, {"name": "PICAM", "source": "picamera2", **SMALL})
+    captures.append(c)
+    assert c.start().wait_exit() == 1
+    assert "cannot import picamera2" in c.log
