@@ -50,6 +50,11 @@ class NotifyResult:
     status_code: int
     already_delivered: bool  # 409: the platform had it already (counts as delivered)
 
+    @property
+    def status(self) -> str:
+        """For log lines: "delivered (HTTP 201)" or "already delivered (HTTP 409)"."""
+        return f"{'already delivered' if self.already_delivered else 'delivered'} (HTTP {self.status_code})"
+
 
 class PlatformClient:
     """The booking platform's API as methods. Not thread-safe (one session); cheap to create."""

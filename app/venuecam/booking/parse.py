@@ -106,9 +106,11 @@ def parse_page(body: bytes, content_type: str) -> Page:
     except UnicodeDecodeError:
         raise BadPageError("booking page is not UTF-8 text") from None
     except json.JSONDecodeError as e:
-        truncated = e.pos >= len(body.rstrip()) - 1
+        text = body.strip()
+        # Cut off mid-way: the error is at the very end, or the outer object never closes.
+        truncated = e.pos >= len(text) - 1 or (text[:1] in (b"{", b"[") and text[-1:] not in (b"}", b"]"))
         what = "truncated JSON" if truncated else "not valid JSON"
-        raise BadPageError(f"booking page is {what} ({len(body)} bytes): {e.msg} at char {e.pos}") from None
+        raise BadPageError(f"booking page is {what} ({len(body)} bytes): {e.msg} (char {e.pos})") from None
     if not isinstance(doc, dict):
         raise BadPageError(f"booking page: expected a JSON object at the top, got {_json_type(doc)}")
     if "data" not in doc:
