@@ -70,6 +70,7 @@ def render(cfg: config.Config, config_path: str, exe: str | None = None) -> str:
         f"pidfile={run / 'supervisord.pid'}",
         f"childlogdir={logdir}",
         "nodaemon=true",
+        *(["user=root"] if os.geteuid() == 0 else []),  # programs drop to the app user themselves
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",

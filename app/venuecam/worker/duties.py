@@ -22,9 +22,9 @@ QUEUE_WARNING = "queue_warning"
 
 def sync_bookings(cfg: Config, tasks: Tasks) -> None:
     """One scheduled booking sync (a seed-002 job, so statusd shows it), then plan the next scan."""
-    from venuecam.jobs import runner
+    from venuecam.jobs import runner, service
 
-    job_id = runner.start_job(cfg, "bookings", requested_by="schedule")
+    job_id = service.start_job(cfg, "bookings", requested_by="schedule")
     runner.run_job(cfg, job_id)
     job = SyncJob.get_or_none(SyncJob.job_id == job_id)
     if job is not None and job.state == "completed":

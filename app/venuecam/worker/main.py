@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     huey = make_huey(cfg)
     tasks = register(huey, cfg, periodic=True)
     # Start-up: a booking sync, a clip scan and everything due, without waiting for the clock.
-    from venuecam.jobs import runner
+    from venuecam.jobs.service import start_job
 
-    tasks.run_job(runner.start_job(cfg, "bookings", requested_by="startup"))
+    tasks.run_job(start_job(cfg, "bookings", requested_by="startup"))
     tasks.scan()
     from venuecam.worker import dispatch
 

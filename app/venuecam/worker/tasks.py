@@ -47,8 +47,11 @@ def register(huey: SqliteHuey, cfg: Config, periodic: bool = False) -> Tasks:
     @huey.task(name=RUN_JOB)
     def run_job(job_id: str) -> None:
         from venuecam.jobs.runner import run_job as run
+        from venuecam.worker import duties
 
         run(cfg, job_id)
+        # New or changed bookings: queue what is due and schedule the next booking's scan.
+        duties.scan_and_dispatch(cfg, tasks)
 
     @huey.task(name=SCAN)
     def scan() -> None:
