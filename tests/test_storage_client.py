@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
 from conftest import S3_KEY_ID, S3_SECRET, VENV_BIN, free_port, wait_for_port
 from venuecam.config import Config
 from venuecam.errors import AuthError, OfflineError, PermanentError, TransientError

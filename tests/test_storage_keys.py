@@ -6,6 +6,7 @@ import datetime as dt
 import re
 
 import pytest
+
 from venuecam.errors import BadInputError
 from venuecam.storage.keys import Keys, object_keys, unique_id
 from venuecam.storage.urls import PRESIGN_MAX_S, public_url

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+
 from conftest import S3Server
 from venuecam.config import Config
 from venuecam.errors import BadInputError

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import S3Server, free_port
 from venuecam.config import Config
 from venuecam.errors import BadInputError, OfflineError

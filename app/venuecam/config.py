@@ -118,6 +118,8 @@ class RetentionConfig:
     # Oldest segments and uploaded clips are removed when free space falls below this.
     min_free_percent: float = 15.0
     segment_days: int = 7
+    # Below this much free space retention is not keeping up: the fault LED asks for a human.
+    disk_warn_percent: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,13 @@ class ConnectivityConfig:
     # Consecutive failed (successful) rounds before going OFFLINE (ONLINE).
     fail_threshold: int = 2
     ok_threshold: int = 1
+    # While OFFLINE, probe this often: a returning route is cheap to see, and waiting work
+    # (and a stalled upload) should resume within a second of the link coming back.
+    offline_interval_s: float = 0.25
+    # A connectivity_log sample (with latency) this often besides one row per change.
+    sample_interval_s: float = 60.0
+    # connectivity_log rows older than this are pruned by the watchdog.
+    log_retention_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,17 @@ class LedsConfig:
 
 
 @dataclass(frozen=True)
+class ProvisionConfig:
+    """What first boot applies to the box itself (image/provisioning); all optional."""
+
+    hostname: str = ""  # empty: the device_id when it is a valid host name
+    ssh_authorized_keys: list[str] = field(default_factory=list)  # keys for root, keys-only ssh
+    wifi_ssid: str = ""
+    wifi_psk: str = secret("")
+    wifi_country: str = ""  # ISO 3166 code, e.g. "ID"; needed for Wi-Fi on a Pi
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig
     booking_api: BookingApiConfig
@@ -164,6 +184,7 @@ class Config:
     connectivity: ConnectivityConfig = field(default_factory=ConnectivityConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     leds: LedsConfig = field(default_factory=LedsConfig)
+    provision: ProvisionConfig = field(default_factory=ProvisionConfig)
     source_path: str = field(default="", metadata={"internal": True})
 
     # Derived locations, one place for all of them.
@@ -351,6 +372,35 @@ def _check_semantics(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: storage.part_size_mb: expected at least 5 (the S3 minimum part)")
     if not cfg.booking_api.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: booking_api.base_url: expected an http(s):// URL")
+    _check_provision(cfg.provision, source)
+
+
+def is_hostname(name: str) -> bool:
+    """One DNS label: letters, digits and '-', not at either end, at most 63 characters."""
+    return (
+        0 < len(name) <= 63
+        and name[0] != "-"
+        and name[-1] != "-"
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in name)
+    )
+
+
+def _check_provision(p: ProvisionConfig, source: str) -> None:
+    if p.hostname and not is_hostname(p.hostname):
+        raise ConfigError(
+            f"{source}: provision.hostname: expected letters, digits and '-', got {p.hostname!r}"
+        )
+    for i, key in enumerate(p.ssh_authorized_keys):
+        if not key.startswith(("ssh-", "ecdsa-", "sk-")) or len(key.split()) < 2 or "\n" in key:
+            raise ConfigError(f"{source}: provision.ssh_authorized_keys[{i}]: expected one public key line")
+    if p.wifi_psk and not p.wifi_ssid:
+        raise ConfigError(f"{source}: provision.wifi_psk: set without provision.wifi_ssid")
+    if p.wifi_psk and not 8 <= len(p.wifi_psk) <= 63:
+        raise ConfigError(f"{source}: provision.wifi_psk: expected 8 to 63 characters")
+    if p.wifi_country and not (
+        len(p.wifi_country) == 2 and p.wifi_country.isascii() and p.wifi_country.isupper()
+    ):
+        raise ConfigError(f'{source}: provision.wifi_country: expected a two-letter code like "ID"')
 
 
 # ---------------------------------------------------------------- dumping

@@ -168,6 +168,8 @@ class PendingTask(BaseModel):
 
     class Meta:
         table_name = "pending_tasks"
+        # Covering index for the status counts (`ledger.counts()`), read on every status call.
+        indexes = ((("task_type", "status"), False),)
 
     @property
     def data(self) -> dict[str, Any]:

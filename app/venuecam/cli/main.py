@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `venuecam bookings | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
     except Exception as e:  # the edge of the program: one clear line, not a traceback
         from venuecam.errors import VenuecamError
         from venuecam.logs import redact

@@ -96,8 +96,9 @@ def clock_is_set(now: dt.datetime) -> bool:
     return now.year >= BUILD_YEAR
 
 
-def read_clock(now: dt.datetime) -> ClockState:
-    synced = _from_timedatectl()
+def read_clock(now: dt.datetime, use_timedatectl: bool = True) -> ClockState:
+    """`use_timedatectl=False` skips the process spawn where it already failed (no systemd)."""
+    synced = _from_timedatectl() if use_timedatectl else None
     source = "timedatectl"
     if synced is None:
         synced, source = _from_adjtimex(), "adjtimex"

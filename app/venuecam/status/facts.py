@@ -27,9 +27,7 @@ UNKNOWN_CONNECTIVITY = {
     "detail": "no connectivity check recorded yet",
 }
 FAILED_SHOWN = 10
-# Disk is "nearly full" (a human is needed) once free space is below this share of the
-# retention threshold: retention should keep it above that; if not, it cannot keep up.
-DISK_NEARLY_FULL_SHARE = 2 / 3
+UPLOADS_SHOWN = 20
 
 
 def read_state(key: str) -> dict[str, Any] | None:
@@ -81,7 +79,7 @@ def failed_tasks(limit: int = FAILED_SHOWN) -> list[dict[str, Any]]:
     rows = (
         PendingTask.select()
         .where(PendingTask.status == TaskStatus.FAILED)
-        .order_by(PendingTask.updated_at.desc())
+        .order_by(PendingTask.id.desc())  # newest rows first: walks the primary key, no sort
         .limit(limit)
     )
     return [
@@ -103,7 +101,8 @@ def uploads_in_progress(now: dt.datetime) -> list[dict[str, Any]]:
         (PendingTask.status == TaskStatus.PROCESSING) & (PendingTask.task_type == TaskType.UPLOAD)
     )
     out = []
-    for r in rows.order_by(PendingTask.id):
+    # A handful run at once (queue.max_concurrent_uploads); the cap guards a damaged ledger.
+    for r in rows.order_by(PendingTask.id).limit(UPLOADS_SHOWN):
         total = int(r.bytes_total or 0)
         done = int(r.bytes_done or 0)
         out.append(
@@ -171,7 +170,8 @@ def disk(cfg: Config) -> dict[str, Any]:
     except OSError as e:
         return {"path": str(cfg.data_dir), "error": e.strerror, "nearly_full": False}
     free_pct = round(100.0 * usage.free / usage.total, 1) if usage.total else 0.0
-    warn_at = round(cfg.retention.min_free_percent * DISK_NEARLY_FULL_SHARE, 1)
+    # Retention keeps free space above min_free_percent; below disk_warn_percent it cannot.
+    warn_at = cfg.retention.disk_warn_percent
     return {
         "path": str(cfg.data_dir),
         "total_bytes": usage.total,

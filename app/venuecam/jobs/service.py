@@ -1,0 +1,245 @@
+"""What statusd and the worker's schedule ask of sync jobs. Seed 002's rules:
+
+| condition                  | behaviour                           | response                                   |
+|----------------------------|-------------------------------------|--------------------------------------------|
+| no job yet                 | create job A, ask the worker to run | jobId A, status queued                     |
+| A queued or running        | nothing new                         | jobId A, status running, progress          |
+| A completed                | nothing new                         | jobId A, status completed, lastSync{...}   |
+| A failed (or found stuck)  | create job B                        | jobId B, status queued                     |
+| force=true                 | delete every job of the type, new B | jobId B, status queued, forced: true       |
+
+The job id changes only with force (or when the last one failed). Jobs are never run here:
+`worker.run_job(job_id)` asks the worker process to run them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Protocol
+
+from venuecam import logs
+from venuecam.config import Config
+from venuecam.errors import BadInputError
+from venuecam.jobs import store
+from venuecam.jobs.registry import HANDLERS
+from venuecam.models import JobLog, SyncJob
+from venuecam.timeutil import utcnow
+
+log = logging.getLogger("venuecam.jobs")
+
+# A job queued this long and never started has no worker taking it.
+QUEUED_STUCK_S = 600
+# Finished jobs of the periodic schedule are pruned after this long (they arrive every 5 min).
+KEEP_FINISHED_DAYS = 7
+
+
+class Worker(Protocol):
+    def run_job(self, job_id: str) -> None: ...
+
+
+def _db() -> Any:
+    return SyncJob._meta.database
+
+
+def _check_type(job_type: str) -> None:
+    if job_type not in HANDLERS:
+        known = ", ".join(sorted(HANDLERS))
+        raise BadInputError(f"unknown sync type {job_type!r} (known: {known})")
+
+
+def _create(job_type: str, requested_by: str, now: dt.datetime) -> SyncJob:
+    job = SyncJob.create(
+        job_id=store.new_job_id(job_type, now),
+        job_type=job_type,
+        state=store.QUEUED,
+        requested_by=requested_by[:100] or "unknown",
+        created_at=now,
+        progress_json='{"stage": "queued", "message": "Waiting for the worker"}',
+    )
+    store.add_log(job.job_id, "info", f"Job created (requested by {job.requested_by})", now)
+    return job
+
+
+def _dispatch(worker: Worker, job: SyncJob, now: dt.datetime) -> None:
+    """Ask the worker; if that fails the job is marked failed, not left queued forever."""
+    try:
+        worker.run_job(job.job_id)
+    except Exception as e:
+        with _db().atomic():
+            SyncJob.update(
+                state=store.FAILED, error_msg=f"could not reach the worker: {e}", finished_at=now
+            ).where(SyncJob.id == job.id).execute()
+            store.add_log(job.job_id, "error", f"Could not hand the job to the worker: {e}", now)
+        raise
+
+
+def _stuck_query(cfg: Config, now: dt.datetime, job_type: str | None = None) -> Any:
+    queued_cutoff = now - dt.timedelta(seconds=QUEUED_STUCK_S)
+    beat_cutoff = now - dt.timedelta(seconds=cfg.queue.stale_after_s)
+    q = SyncJob.select().where(
+        ((SyncJob.state == store.QUEUED) & (SyncJob.created_at < queued_cutoff))
+        | (
+            (SyncJob.state == store.ACTIVE)
+            & (SyncJob.heartbeat_at.is_null() | (SyncJob.heartbeat_at < beat_cutoff))
+        )
+    )
+    if job_type:
+        q = q.where(SyncJob.job_type == job_type)
+    return q
+
+
+def _fail_stuck(cfg: Config, now: dt.datetime, job_type: str | None = None) -> dict[str, int]:
+    """Mark stuck jobs failed (kept, with a log line). Returns {previous_state: n}. In a transaction."""
+    breakdown = {"active": 0, "waiting": 0, "completed": 0, "failed": 0}
+    for job in list(_stuck_query(cfg, now, job_type)):
+        was = "waiting" if job.state == store.QUEUED else "active"
+        breakdown[was] += 1
+        why = "never started" if was == "waiting" else "heartbeat stopped"
+        SyncJob.update(state=store.FAILED, error_msg=f"stuck ({why}); cleaned up", finished_at=now).where(
+            SyncJob.id == job.id
+        ).execute()
+        store.add_log(job.job_id, "warn", f"Job was stuck ({why}) and was cleaned up", now)
+    return breakdown
+
+
+def request_sync(
+    cfg: Config,
+    job_type: str,
+    force: bool,
+    requested_by: str,
+    worker: Worker,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """`POST /api/sync/<type>[?force=true]`: seed 002's response."""
+    _check_type(job_type)
+    now = now or utcnow()
+    with _db().atomic():  # IMMEDIATE: two requests at once never both create a job
+        if force:
+            old = [j.job_id for j in SyncJob.select(SyncJob.job_id).where(SyncJob.job_type == job_type)]
+            if old:
+                JobLog.delete().where(JobLog.job_id.in_(old)).execute()
+                SyncJob.delete().where(SyncJob.job_id.in_(old)).execute()
+            job = _create(job_type, requested_by, now)
+            response = {
+                "success": True,
+                "message": "All previous jobs were cleaned up. A new sync started in the background.",
+                "status": store.QUEUED,
+                "jobId": job.job_id,
+                "forced": True,
+                "cleaned": len(old),
+            }
+        else:
+            _fail_stuck(cfg, now, job_type)
+            last = store.latest(job_type)
+            if last is not None and last.state in store.RUNNING_STATES:
+                return {
+                    "success": False,
+                    "message": "A sync is still running. Use force=true to start again.",
+                    "status": "running" if last.state == store.ACTIVE else store.QUEUED,
+                    "jobId": last.job_id,
+                    "progress": last.progress,
+                    "progressInfo": store.progress_info(last),
+                }
+            if last is not None and last.state == store.COMPLETED:
+                finished = last.finished_at or last.created_at
+                minutes = max(0, int((now - finished).total_seconds() // 60))
+                return {
+                    "success": True,
+                    "message": f"The last sync succeeded {minutes} minutes ago. Use force=true to sync again.",
+                    "status": store.COMPLETED,
+                    "jobId": last.job_id,
+                    "lastSync": {
+                        "finishedAt": store.epoch_ms(finished),
+                        "minutesAgo": minutes,
+                        "result": store.result_of(last),
+                    },
+                }
+            job = _create(job_type, requested_by, now)
+            response = {
+                "success": True,
+                "message": "Sync started in the background.",
+                "status": store.QUEUED,
+                "jobId": job.job_id,
+            }
+            if last is not None:  # the previous one failed: say so, start afresh
+                response["message"] = (
+                    f"The last sync failed ({last.error_msg}). A new sync started in the background."
+                )
+                response["previousJobId"] = last.job_id
+    log.info(
+        "%s Sync %s %s by %s%s",
+        logs.BOOKING,
+        job_type,
+        job.job_id,
+        requested_by,
+        " (forced)" if force else "",
+    )
+    _dispatch(worker, job, now)
+    return response
+
+
+def start_job(
+    cfg: Config, job_type: str, requested_by: str = "schedule", now: dt.datetime | None = None
+) -> str:
+    """For the periodic schedule: a new job unless one is already queued or running."""
+    _check_type(job_type)
+    now = now or utcnow()
+    with _db().atomic():
+        _fail_stuck(cfg, now, job_type)
+        _prune(job_type, now)
+        last = store.latest(job_type)
+        if last is not None and last.state in store.RUNNING_STATES:
+            return str(last.job_id)
+        return str(_create(job_type, requested_by, now).job_id)
+
+
+def _prune(job_type: str, now: dt.datetime) -> None:
+    cutoff = now - dt.timedelta(days=KEEP_FINISHED_DAYS)
+    old = [
+        j.job_id
+        for j in SyncJob.select(SyncJob.job_id).where(
+            (SyncJob.job_type == job_type)
+            & SyncJob.state.in_([store.COMPLETED, store.FAILED])
+            & (SyncJob.finished_at < cutoff)
+        )
+    ]
+    if old:
+        JobLog.delete().where(JobLog.job_id.in_(old)).execute()
+        SyncJob.delete().where(SyncJob.job_id.in_(old)).execute()
+
+
+def cleanup_stuck(cfg: Config, now: dt.datetime | None = None, job_type: str | None = None) -> dict[str, Any]:
+    """`POST /api/jobs/cleanup`: jobs queued but never started, or running without a heartbeat."""
+    if job_type is not None:
+        _check_type(job_type)
+    now = now or utcnow()
+    with _db().atomic():
+        breakdown = _fail_stuck(cfg, now, job_type)
+    cleaned = sum(breakdown.values())
+    what = f"{job_type} " if job_type else ""
+    return {
+        "success": True,
+        "message": f"Cleaned up {cleaned} stuck {what}job(s)",
+        "cleaned": cleaned,
+        "breakdown": breakdown,
+    }
+
+
+def get_job(job_id: str) -> dict[str, Any]:
+    job = store.get_row(job_id)
+    if job is None:
+        return {"found": False, "jobId": job_id}
+    return store.job_dict(job)
+
+
+def list_jobs(limit: int | None = None) -> list[dict[str, Any]]:
+    q = SyncJob.select().order_by(SyncJob.id.desc())
+    if limit:
+        q = q.limit(limit)
+    return [store.job_dict(j) for j in q]
+
+
+def job_logs(job_id: str) -> list[dict[str, Any]]:
+    rows = JobLog.select().where(JobLog.job_id == job_id).order_by(JobLog.id)
+    return [store.log_dict(r) for r in rows]

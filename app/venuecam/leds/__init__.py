@@ -1,0 +1,1 @@
+"""The three status LEDs: `patterns` chooses (pure), `service` drives gpiozero and records."""
