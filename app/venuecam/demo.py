@@ -179,7 +179,13 @@ def run(args: argparse.Namespace) -> int:
                 uid = str(n.get("unique_id", "?"))
                 if uid not in seen:
                     seen.add(uid)
-                    print(f"🔔 platform received: {uid}  {n.get('mp4_url', '')}", flush=True)
+                    p = n.get("payload") if isinstance(n.get("payload"), dict) else n
+                    url = str(p.get("mp4_url", "")).split("?", 1)[0]
+                    print(
+                        f"🔔 platform notified: {uid} ({float(p.get('duration_seconds') or 0):.0f} s, "
+                        f"{int(p.get('size_bytes') or 0) / 1e6:.1f} MB) {url}",
+                        flush=True,
+                    )
             time.sleep(2)
         if sup.poll() is None:
             print("\ndemo: stopping the appliance ...", flush=True)
