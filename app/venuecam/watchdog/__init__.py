@@ -1,0 +1,1 @@
+"""The watchdog program: connectivity probes, the published state, queue wake-up, LEDs."""

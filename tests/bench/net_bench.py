@@ -1,0 +1,207 @@
+"""Network benchmarks in two namespaces (root): how fast the watchdog sees an outage, and
+upload goodput over a shaped uplink, ours against rclone's.
+
+- `offline_detect_s`: link loss to OFFLINE published, worst of a cable pull (`ip link set
+  down`) and a blackhole (link up, packets dropped), the watchdog at its default settings.
+  Also `offline_detect_linkdown_s`, `offline_detect_blackhole_s`, `online_detect_s`.
+- `upload_goodput_frac_{0,1}loss`, `rclone_goodput_frac_{0,1}loss`: a 256 MiB file to moto
+  in the cloud namespace over 20 Mbit/s with 40 ms one-way delay (each way) and 0% / 1%
+  random loss of packets reaching the cloud. Goodput fraction = bytes / (elapsed x rate).
+  The device namespace's default congestion control is cubic (Raspberry Pi OS's default);
+  rclone runs as a user would (defaults), our uploader picks its own per socket.
+
+Env: VENUECAM_NET_BENCH_MB (file size, default 256) for a quick run;
+VENUECAM_NET_BENCH_SKIP_UPLOAD=1 to measure the watchdog only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+
+from conftest import S3_KEY_ID, S3_SECRET, base_sections, free_port, render_toml  # noqa: E402
+from netns import NetPair, congestion_controls, missing_requirement  # noqa: E402
+
+RATE_MBIT = 20.0
+DELAY_MS = 40.0
+BUCKET = "venue-videos"
+
+
+def _wait(cond, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
+    """Seconds until cond() held (polled every 20 ms)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cond():
+            return time.monotonic() - t0
+        time.sleep(0.02)
+    raise TimeoutError(f"{what}: not within {timeout}s")
+
+
+# ---------------------------------------------------------------- the watchdog
+
+
+def watchdog_figures(workdir: Path) -> dict[str, float]:
+    from venuecam import config
+    from venuecam.connectivity.state import peek
+
+    with NetPair() as net:
+        http_port, tcp_port = free_port(), free_port()
+        net.popen([sys.executable, "-m", "http.server", "--bind", net.cloud_addr, http_port], ns="cloud",
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        net.wait_for_port(net.cloud_addr, http_port)
+        net.listen(tcp_port)
+        url = f"http://{net.cloud_addr}:{http_port}"
+        # Default probe timing (interval, timeout, thresholds); only the targets are local.
+        sections = base_sections(workdir, storage={"endpoint_url": url}, booking_api={"base_url": url + "/api"},
+                                 connectivity={"tcp_targets": [f"{net.cloud_addr}:{tcp_port}"], "dns_names": []})  # fmt: skip
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / "venuecam.toml"
+        path.write_text(render_toml(sections))
+        cfg = config.load(path)
+        log = open(workdir / "watchdog.log", "wb")  # noqa: SIM115 - closed with the process
+        net.popen([sys.executable, "-m", "venuecam", "--config", path, "watchdog"], ns="device", stderr=log)
+
+        def status(s: str):  # type: ignore[no-untyped-def]
+            return lambda: peek(cfg.run_dir)[0] == s
+
+        _wait(status("ONLINE"), 30, "ONLINE at start")
+        out: dict[str, float] = {}
+        time.sleep(1.3)  # land the cut at a random-ish point of the probe cycle
+        net.link_down()
+        out["offline_detect_linkdown_s"] = _wait(status("OFFLINE"), 60, "OFFLINE after link down")
+        net.link_up()
+        out["online_detect_s"] = _wait(status("ONLINE"), 60, "ONLINE after link up")
+        time.sleep(0.7)
+        net.blackhole(True)
+        out["offline_detect_blackhole_s"] = _wait(status("OFFLINE"), 60, "OFFLINE under blackhole")
+        net.blackhole(False)
+        heal = _wait(status("ONLINE"), 60, "ONLINE after blackhole")
+        out["online_detect_s"] = max(out["online_detect_s"], heal)
+        out["offline_detect_s"] = max(out["offline_detect_linkdown_s"], out["offline_detect_blackhole_s"])
+        log.close()
+        return out
+
+
+# ---------------------------------------------------------------- upload goodput
+
+OURS = """
+import json, sys, time
+from venuecam.config import StorageConfig
+from venuecam.storage.client import make_client, tcp_settings
+from venuecam.storage.multipart import upload_file
+endpoint, path, key, key_id, secret = sys.argv[1:6]
+storage = StorageConfig(bucket="venue-videos", access_key_id=key_id, secret_access_key=secret,
+                        endpoint_url=endpoint, region="us-east-1")
+client = make_client(storage)
+state = {}
+t = time.monotonic()
+upload_file(client, "venue-videos", key, path, part_size=storage.part_size_mb * 1024 * 1024,
+            state=state, save_state=lambda s: None)
+print(json.dumps({"elapsed": time.monotonic() - t, "congestion": str(tcp_settings(client))}))
+"""
+
+
+FRESH_BUCKET = """
+import sys, boto3, requests
+endpoint, key_id, secret = sys.argv[1:4]
+requests.post(endpoint + "/moto-api/reset", timeout=30)
+boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret,
+             region_name="us-east-1").create_bucket(Bucket="venue-videos")
+"""
+
+
+def _fresh_bucket(net: NetPair, endpoint: str) -> None:
+    """moto emptied and the bucket made, from inside the cloud namespace (the host cannot reach it)."""
+    net.run([sys.executable, "-c", FRESH_BUCKET, endpoint, S3_KEY_ID, S3_SECRET], ns="cloud")
+
+
+def _make_file(path: Path, mib: int) -> None:
+    with open(path, "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1024 * 1024))
+
+
+def _rclone_env(endpoint: str) -> dict[str, str]:
+    # An AWS_CA_BUNDLE in the environment makes rclone's S3 backend fail to start over plain
+    # http ("LoadCustomCABundleError"); the store here has no TLS.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    return {
+        **env,
+        "RCLONE_CONFIG_X_TYPE": "s3",
+        "RCLONE_CONFIG_X_PROVIDER": "Other",
+        "RCLONE_CONFIG_X_ENDPOINT": endpoint,
+        "RCLONE_CONFIG_X_ACCESS_KEY_ID": S3_KEY_ID,
+        "RCLONE_CONFIG_X_SECRET_ACCESS_KEY": S3_SECRET,
+        "RCLONE_CONFIG_X_REGION": "us-east-1",
+    }
+
+
+def upload_figures(workdir: Path, mib: int) -> dict[str, float]:
+    src = workdir / "payload.bin"
+    _make_file(src, mib)
+    size = src.stat().st_size
+    link_bytes_s = RATE_MBIT * 1e6 / 8
+    rclone = shutil.which("rclone")
+    out: dict[str, float] = {}
+    with NetPair() as net:
+        s3 = net.start_moto()
+        # Raspberry Pi OS defaults to cubic; a non-initial namespace may not make cubic its
+        # default (not in tcp_allowed_congestion_control), so rclone's runs pin it on the route
+        # (which overrides any per-socket choice). Our uploader's runs leave the route alone
+        # and choose their own per socket.
+        cubic = "cubic" in congestion_controls()["available"]
+        for loss in (0, 1):
+            _fresh_bucket(net, s3.endpoint)
+            net.shape(rate_mbit=RATE_MBIT, delay_ms=DELAY_MS, loss_pct=loss)
+            r = net.run([sys.executable, "-c", OURS, s3.endpoint, src, f"ours-{loss}", S3_KEY_ID, S3_SECRET],
+                        timeout=3600)  # fmt: skip
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+            out[f"upload_goodput_frac_{loss}loss"] = size / (res["elapsed"] * link_bytes_s)
+            print(f"   ours  loss {loss}%: {res['elapsed']:.1f} s ({res['congestion']})", flush=True)
+            if rclone:
+                _fresh_bucket(net, s3.endpoint)
+                if cubic:
+                    net.set_congestion("cubic", ns="device", route=True)
+                t = time.monotonic()
+                net.run(
+                    [rclone, "copyto", src, f"X:{BUCKET}/rclone-{loss}"],
+                    timeout=3600,
+                    env=_rclone_env(s3.endpoint),
+                )
+                elapsed = time.monotonic() - t
+                out[f"rclone_goodput_frac_{loss}loss"] = size / (elapsed * link_bytes_s)
+                print(
+                    f"   rclone loss {loss}%: {elapsed:.1f} s ({'cubic' if cubic else net.congestion()})",
+                    flush=True,
+                )
+                net.unpin_congestion("device")
+            net.unshape()
+    if not rclone:
+        print("   rclone not installed (apt-get install rclone): its figures skipped", flush=True)
+    return out
+
+
+def run(workdir: Path) -> dict[str, float]:
+    why = missing_requirement()
+    if why:
+        raise RuntimeError(f"net_bench: {why}")
+    figures = watchdog_figures(workdir / "watchdog")
+    if os.environ.get("VENUECAM_NET_BENCH_SKIP_UPLOAD") != "1":
+        mib = int(os.environ.get("VENUECAM_NET_BENCH_MB", "256"))
+        figures.update(upload_figures(workdir, mib))
+    return figures
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="venuecam-net-bench-") as d:
+        print(json.dumps(run(Path(d)), indent=2))
