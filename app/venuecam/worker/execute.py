@@ -9,6 +9,7 @@ Outcomes (seed 000's retry-all-errors policy, with booking-api.md's exceptions):
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from venuecam import ledger, logs
 from venuecam.errors import AuthError, OfflineError, TransientError
 from venuecam.models import PendingTask, TaskStatus, TaskType
+from venuecam.timeutil import utcnow
 
 if TYPE_CHECKING:
     from venuecam.config import Config
@@ -80,6 +82,14 @@ def execute_row(cfg: Config, tasks: Tasks, task_id: int) -> None:
 
     if row.task_type in NETWORK_TYPES and not online():
         return  # offline: it waits; the watchdog's wake-up dispatches it again
+    now = utcnow()
+    if row.next_retry_at is not None and row.next_retry_at > now:
+        # huey's scheduler can run a retry up to a second before its ledger time (seen:
+        # due 11:50:11.822, run at 11:50:11); claim() refuses it and the message would be
+        # lost until the reconciler's next minute. Send it again just after it is due.
+        eta = row.next_retry_at.replace(microsecond=0) + dt.timedelta(seconds=1)
+        tasks.execute.schedule(args=(task_id,), eta=eta)
+        return
     slot = _slots(cfg) if row.task_type == TaskType.UPLOAD else None
     if slot is not None and not slot.acquire(blocking=False):
         # All upload slots busy: come back shortly rather than hold a worker thread.
