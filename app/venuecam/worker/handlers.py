@@ -67,7 +67,15 @@ def handle_upload(cfg: Config, tasks: Tasks, row: PendingTask) -> None:
                 last[0] = time.monotonic()
                 ledger.heartbeat(row.id, bytes_done=done, bytes_total=total)
 
-        result = upload_video(cfg, video, ledger.get(row.id).progress, save_state, on_progress)  # type: ignore[union-attr]
+        from venuecam.storage.client import make_client
+        from venuecam.worker.linkwatch import LinkWatch, SocketTracker
+
+        # Our own client, its sockets tracked: on the watchdog's reconnect the stalled
+        # connection is dropped and the current part resent at once (worker/linkwatch.py).
+        client = make_client(cfg.storage)
+        with LinkWatch(cfg.run_dir, SocketTracker(client)):
+            result = upload_video(cfg, video, ledger.get(row.id).progress, save_state, on_progress,  # type: ignore[union-attr]
+                                  client=client)  # fmt: skip
         _set(
             video,
             status=VideoStatus.UPLOADED,
