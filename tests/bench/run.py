@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).parent
-MODULES = ["clip_bench", "status_bench", "stack_bench", "net_bench"]
+MODULES = ["clip_bench", "status_bench", "stack_bench", "net_bench", "resilience_bench"]
 TARGETS = {
     "clip_vs_cp_ratio": "<= 1.5",
     "reencode_vs_clip_ratio": ">= 20",
