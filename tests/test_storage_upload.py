@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,65 @@ def test_a_changed_file_starts_a_new_upload(tmp_path: Path, s3: S3Server, client
     assert sent == [1, 2, 3]
     assert stored_bytes(s3) == data
     # The old upload was aborted rather than left to rot.
+    assert s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_parts_one_at_a_time_when_asked(tmp_path: Path, s3: S3Server, client: Any) -> None:
+    data = write_file(tmp_path / "v.mp4", 12 * MIB)
+    ledger = Ledger()
+    sent = count_parts(client)
+    result = upload(client, tmp_path / "v.mp4", ledger, parallel_parts=1)
+    assert sent == [1, 2, 3] and result.parts == 3
+    assert [[p["n"] for p in json.loads(s)["parts"]] for s in ledger.saved[1:4]] == [[1], [1, 2], [1, 2, 3]]
+    assert stored_bytes(s3) == data
+
+
+def test_a_failed_part_keeps_the_parts_that_finished_after_it(
+    tmp_path: Path, s3: S3Server, storage_cfg: Config
+) -> None:
+    """Part 2's answer is lost while part 3 is on the wire: part 3 is still saved when it is
+    acknowledged (out of order), the error comes out once nothing is in flight, and the resume
+    finds part 2 in the store (only its answer was lost) and sends nothing again."""
+    data = write_file(tmp_path / "v.mp4", 15 * MIB)
+    ledger = Ledger()
+    first_client = make_client(storage_cfg.storage)
+    part3_sending = threading.Event()
+
+    def before_send(request: Any, **_: Any) -> None:
+        if "partNumber=3" in request.url:
+            part3_sending.set()
+
+    def after_call(context: dict[str, Any], **_: Any) -> None:
+        if context.get("venuecam_part") == 2:
+            assert part3_sending.wait(30), "part 3 never started while part 2 waited for its answer"
+            raise ConnectionResetError("the answer to part 2 was lost")
+
+    def tag_part(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["venuecam_part"] = int(params["PartNumber"])
+
+    first_client.meta.events.register("before-parameter-build.s3.UploadPart", tag_part)
+    first_client.meta.events.register("before-send.s3.UploadPart", before_send)
+    first_client.meta.events.register("after-call.s3.UploadPart", after_call)
+    with pytest.raises(OfflineError, match="upload_part 2/3"):
+        upload(first_client, tmp_path / "v.mp4", ledger)
+    saved = ledger.load()
+    assert [p["n"] for p in saved["parts"]] == [1, 3]
+    assert "done" not in saved
+
+    second_client = make_client(storage_cfg.storage)
+    sent = count_parts(second_client)
+    result = upload(second_client, tmp_path / "v.mp4", ledger)
+    assert sent == []
+    assert result.skipped_parts == 3 and result.sent_bytes == 0
+    assert stored_bytes(s3) == data
+
+
+def test_parallel_parts_below_one_is_bad_input(tmp_path: Path, s3: S3Server, client: Any) -> None:
+    write_file(tmp_path / "v.mp4", 12 * MIB)
+    state: dict[str, Any] = {}
+    with pytest.raises(BadInputError, match="parallel_parts must be at least 1, got 0"):
+        upload(client, tmp_path / "v.mp4", Ledger(), state=state, parallel_parts=0)
+    assert state == {}
     assert s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
 

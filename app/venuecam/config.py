@@ -80,6 +80,8 @@ class StorageConfig:
     public_base_url: str = ""
     part_size_mb: int = 16
     multipart_threshold_mb: int = 16
+    # Parts in flight at once; the next starts as the previous one's bytes are nearly all sent.
+    parallel_parts: int = 4
 
     @property
     def effective_endpoint(self) -> str:
@@ -370,6 +372,8 @@ def _check_semantics(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: storage: expected endpoint_url or account_id")
     if cfg.storage.part_size_mb < 5:
         raise ConfigError(f"{source}: storage.part_size_mb: expected at least 5 (the S3 minimum part)")
+    if cfg.storage.parallel_parts < 1:
+        raise ConfigError(f"{source}: storage.parallel_parts: expected at least 1")
     if not cfg.booking_api.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: booking_api.base_url: expected an http(s):// URL")
     _check_provision(cfg.provision, source)

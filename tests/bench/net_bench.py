@@ -11,7 +11,8 @@ upload goodput over a shaped uplink, ours against rclone's.
   rclone runs as a user would (defaults), our uploader picks its own per socket.
 
 Env: VENUECAM_NET_BENCH_MB (file size, default 256) for a quick run;
-VENUECAM_NET_BENCH_SKIP_UPLOAD=1 to measure the watchdog only.
+VENUECAM_NET_BENCH_SKIP_UPLOAD=1 to measure the watchdog only; VENUECAM_NET_BENCH_OURS_ONLY=1
+to measure our uploader only (no watchdog, no rclone: rclone with cubic at 1% loss takes long).
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ def upload_figures(workdir: Path, mib: int) -> dict[str, float]:
     _make_file(src, mib)
     size = src.stat().st_size
     link_bytes_s = RATE_MBIT * 1e6 / 8
-    rclone = shutil.which("rclone")
+    ours_only = os.environ.get("VENUECAM_NET_BENCH_OURS_ONLY") == "1"
+    rclone = None if ours_only else shutil.which("rclone")
     out: dict[str, float] = {}
     with NetPair() as net:
         s3 = net.start_moto()
@@ -184,7 +186,7 @@ def upload_figures(workdir: Path, mib: int) -> dict[str, float]:
                 )
                 net.unpin_congestion("device")
             net.unshape()
-    if not rclone:
+    if not rclone and not ours_only:
         print("   rclone not installed (apt-get install rclone): its figures skipped", flush=True)
     return out
 
@@ -193,7 +195,8 @@ def run(workdir: Path) -> dict[str, float]:
     why = missing_requirement()
     if why:
         raise RuntimeError(f"net_bench: {why}")
-    figures = watchdog_figures(workdir / "watchdog")
+    ours_only = os.environ.get("VENUECAM_NET_BENCH_OURS_ONLY") == "1"
+    figures = {} if ours_only else watchdog_figures(workdir / "watchdog")
     if os.environ.get("VENUECAM_NET_BENCH_SKIP_UPLOAD") != "1":
         mib = int(os.environ.get("VENUECAM_NET_BENCH_MB", "256"))
         figures.update(upload_figures(workdir, mib))

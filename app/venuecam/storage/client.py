@@ -145,7 +145,8 @@ def make_client(
         response_checksum_validation="when_required",
         tcp_keepalive=True,
         s3={"addressing_style": "path"},
-        max_pool_connections=4,
+        # One connection per part in flight (multipart.upload_file's parallel_parts).
+        max_pool_connections=max(4, storage.parallel_parts),
     )
     client = boto3.session.Session().client(
         "s3",

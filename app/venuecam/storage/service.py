@@ -101,7 +101,7 @@ def upload_video(
             client, storage.bucket, keys[name], paths[name],
             part_size=storage.part_size_mb * MIB, threshold=storage.multipart_threshold_mb * MIB,
             state=sub, save_state=lambda _sub: save_state(state),
-            on_progress=progress, should_stop=should_stop,
+            on_progress=progress, should_stop=should_stop, parallel_parts=storage.parallel_parts,
         )  # fmt: skip
         if result.sent_bytes:
             elapsed = max(time.monotonic() - started, 1e-6)
