@@ -9,7 +9,7 @@ BUILD    := build
 APT_RUN  := ffmpeg sqlite3 curl
 APT_TEST := $(APT_RUN) iproute2 iptables ethtool shellcheck openssh-server openssh-client \
             rclone mmdebstrap qemu-user-static qemu-system-arm qemu-utils binfmt-support \
-            dosfstools mtools e2fsprogs fdisk bmap-tools xz-utils cpio
+            dosfstools mtools e2fsprogs fdisk bmap-tools xz-utils cpio arch-test
 
 .PHONY: help run test test-fast bench image lint clean deps-run deps-test venv
 

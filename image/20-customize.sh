@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Step 20: turn a base rootfs tarball (Debian or Raspberry Pi OS: same code) into the
+# venuecam root in $WORK_DIR/rootfs: runtime packages, the venuecam user, the app release,
+# the rootfs/ overlay, provisioning, systemd units, ssh keys-only, journald for an SD card.
+# Usage: 20-customize.sh BASE_TAR WHEEL_DIR
+set -euo pipefail
+# shellcheck source=image/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+base_tar="$1"
+wheels="$2"
+root="$WORK_DIR/rootfs"
+ensure_binfmt
+
+if [[ -d "$root" ]]; then
+  chroot_umount "$root"
+  # Never delete through a bind mount of the host's /dev.
+  if grep -q " $root/" /proc/mounts; then die "$root still has mounts; unmount them first"; fi
+  rm -rf "$root"
+fi
+mkdir -p "$root"
+log "unpacking $(basename "$base_tar")"
+tar -C "$root" --numeric-owner -xpf "$base_tar"
+chroot_mount "$root"
+trap 'chroot_umount "$root"' EXIT
+
+# Runtime packages: already in the Debian base, installed from the network on another base.
+missing=()
+for pkg in "${RUNTIME_PACKAGES[@]}"; do
+  [[ -e "$root/var/lib/dpkg/info/$pkg.list" || -e "$root/var/lib/dpkg/info/$pkg:arm64.list" ]] \
+    || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  log "installing runtime packages: ${missing[*]}"
+  rm -f "$root/etc/resolv.conf"
+  cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+  in_chroot "$root" apt-get update -q
+  in_chroot "$root" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  in_chroot "$root" apt-get clean
+fi
+
+log "venuecam system user and group"
+getent_in() { in_chroot "$root" getent "$@" >/dev/null; }
+getent_in group venuecam || in_chroot "$root" groupadd --system venuecam
+if ! getent_in passwd venuecam; then
+  in_chroot "$root" useradd --system --gid venuecam --home-dir /var/lib/venuecam --no-create-home \
+    --shell /usr/sbin/nologin --comment "venuecam appliance" venuecam
+fi
+# Camera and GPIO access; the gpio group exists on Raspberry Pi OS, ours comes from udev rules.
+getent_in group gpio || in_chroot "$root" groupadd --system gpio
+in_chroot "$root" usermod -a -G video,gpio venuecam
+
+log "installing the app as a release"
+app_wheel=$(find "$wheels" -name 'venuecam-*.whl' | head -n1)
+version=$(basename "$app_wheel" | cut -d- -f2)
+release="/opt/venuecam/releases/$version"
+mkdir -p "$root/tmp/wheels"
+cp "$wheels"/*.whl "$root/tmp/wheels/"
+rm -rf "${root:?}$release"
+# System site packages: on Raspberry Pi OS this is how python3-picamera2/libcamera are seen.
+in_chroot "$root" python3 -m venv --system-site-packages "$release"
+in_chroot "$root" "$release/bin/python" -m pip install --quiet --no-index --find-links /tmp/wheels \
+  --disable-pip-version-check --no-warn-script-location "venuecam==$version"
+ln -sfn "releases/$version" "$root/opt/venuecam/current"
+in_chroot "$root" /opt/venuecam/current/bin/venuecam --version
+# `venuecam status` over ssh: the command is on root's PATH.
+ln -sfn /opt/venuecam/current/bin/venuecam "$root/usr/local/bin/venuecam"
+
+log "rootfs overlay, provisioning and units"
+cp -a --no-preserve=ownership "$REPO_DIR/rootfs/." "$root/"
+install -d -m 0755 "$root/usr/lib/venuecam"
+install -m 0755 "$REPO_DIR/provisioning/firstboot.py" "$root/usr/lib/venuecam/firstboot.py"
+install -m 0755 "$REPO_DIR/provisioning/fault-led.py" "$root/usr/lib/venuecam/fault-led.py"
+install -m 0644 "$REPO_DIR/provisioning/venuecam.example.toml" "$root/usr/lib/venuecam/venuecam.example.toml"
+install -m 0644 "$REPO_DIR"/systemd/*.service "$root/etc/systemd/system/"
+install -d -m 0750 -g "$(in_chroot "$root" getent group venuecam | cut -d: -f3)" "$root/etc/venuecam"
+install -d -m 0750 "$root/var/lib/venuecam"
+units=()
+for unit in "$REPO_DIR"/systemd/*.service; do units+=("$(basename "$unit")"); done
+in_chroot "$root" systemctl enable "${units[@]}" ssh.service NetworkManager.service systemd-timesyncd.service
+# Nothing on the box should wake up to fetch package lists or scrub in the background.
+in_chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
+  e2scrub_reap.service man-db.timer 2>/dev/null || true
+in_chroot "$root" systemctl set-default multi-user.target
+# Raspberry Pi OS only: its tty user wizard and root-resize would fight our layout.
+in_chroot "$root" systemctl disable userconfig.service 2>/dev/null || true
+
+log "cleaning up"
+in_chroot "$root" apt-get clean
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log
+rm -f "$root"/etc/ssh/ssh_host_*
+: >"$root/etc/machine-id"
+echo "$version" >"$root/opt/venuecam/current/VERSION"
