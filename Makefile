@@ -43,8 +43,8 @@ test-fast: venv ## the suite without the slow image and network-namespace tests
 	$(PY) -m pytest -q -p no:cacheprovider -m 'not slow' tests
 
 lint: venv ## ruff and shellcheck
-	$(VENV)/bin/ruff check app tests
-	$(VENV)/bin/ruff format --check app tests
+	$(VENV)/bin/ruff check app tests provisioning
+	$(VENV)/bin/ruff format --check app tests provisioning
 	@files=$$(git ls-files '*.sh' .ci/run 2>/dev/null); if [ -n "$$files" ]; then \
 	  if command -v shellcheck >/dev/null; then shellcheck $$files; \
 	  else $(VENV)/bin/shellcheck $$files; fi; fi
