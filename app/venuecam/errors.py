@@ -37,3 +37,18 @@ class CaptureError(VenuecamError):
 
 class ClipError(VenuecamError):
     """A clip could not be assembled from the segments at hand."""
+
+
+class DiskFullError(VenuecamError):
+    """The disk ran out of space (ENOSPC) while writing: nothing is wrong with the task itself,
+    so it must wait for space (retention, a human) and never be dead-lettered for it."""
+
+
+NO_SPACE_TEXT = "No space left on device"  # strerror(ENOSPC), as tools print it
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """ENOSPC, raised by us (DiskFullError) or straight from the OS."""
+    import errno
+
+    return isinstance(error, DiskFullError) or (isinstance(error, OSError) and error.errno == errno.ENOSPC)

@@ -157,6 +157,21 @@ def release_offline(
         ).where((PendingTask.id == task_id) & (PendingTask.status == TaskStatus.PROCESSING)).execute()
 
 
+def defer(task_id: int, error: str, retry_in_s: float, now: dt.datetime | None = None) -> PendingTask | None:
+    """The attempt failed for a reason outside the task (the disk is full): back to pending
+    after `retry_in_s`, the attempt not counted, so the row can never end `failed` for it."""
+    now = now or utcnow()
+    with _db().atomic():
+        PendingTask.update(
+            status=TaskStatus.PENDING,
+            attempts=fn.MAX(PendingTask.attempts - 1, 0),
+            next_retry_at=now + dt.timedelta(seconds=retry_in_s),
+            error_msg=error[:2000],
+            updated_at=now,
+        ).where((PendingTask.id == task_id) & (PendingTask.status == TaskStatus.PROCESSING)).execute()
+        return get(task_id)
+
+
 def due(
     now: dt.datetime | None = None, task_types: Iterable[str] | None = None, limit: int = 100
 ) -> list[PendingTask]:

@@ -71,6 +71,7 @@ class Recorder:
         self._list_buffer = ""
         # Closed segments waiting to be filed: (when the list named them, the entry).
         self._pending: deque[tuple[float, ListEntry]] = deque()
+        self._anchor_warned = False
 
     # ------------------------------------------------------------ called from signal handlers
 
@@ -271,7 +272,18 @@ class Recorder:
         )
 
     def _save_anchor(self, run_dir: Path, anchor: AnchorEstimator) -> None:
-        indexer.write_anchor(run_dir, mono_to_wall(anchor.anchor(), self.mono(), self.wall()))
+        try:
+            indexer.write_anchor(run_dir, mono_to_wall(anchor.anchor(), self.mono(), self.wall()))
+        except OSError as e:
+            # A full disk (ENOSPC) must not crash the loop with a traceback and skip the
+            # final filing: ffmpeg meets the same disk and exits, and that exit, with its
+            # reason, ends the run. Recovery falls back to the last anchor or the run's name.
+            (run_dir / f".{indexer.ANCHOR_NAME}.tmp").unlink(missing_ok=True)
+            if not self._anchor_warned:
+                self._anchor_warned = True
+                log.warning(
+                    "%s camera %s: cannot save the run's time anchor: %s", logs.CAPTURE, self.cam.name, e
+                )
 
     def _stderr_summary(self) -> str:
         return " | ".join(list(self._stderr_tail)[-3:]) or "no message from ffmpeg"

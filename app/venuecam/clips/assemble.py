@@ -25,7 +25,7 @@ from pathlib import Path
 
 from venuecam.clips import files, tsinfo
 from venuecam.clips.plan import ClipItem, ClipPlan
-from venuecam.errors import BadInputError, ClipError
+from venuecam.errors import NO_SPACE_TEXT, BadInputError, ClipError, DiskFullError
 from venuecam.media.probe import probe
 from venuecam.media.runner import CommandError, run
 
@@ -245,6 +245,14 @@ def assemble_mp4(plan: ClipPlan, out_path: Path, timeout: float = 1800.0) -> Ass
     return AssembleResult(duration_s=duration, size_bytes=size, sha256=digest)
 
 
+def _failed(name: str, what: str, e: CommandError) -> ClipError | DiskFullError:
+    """ffmpeg's failure as our error: a full disk is its own kind (the task waits for space,
+    it is not a broken clip), everything else a ClipError."""
+    if NO_SPACE_TEXT.lower() in e.stderr.lower():
+        return DiskFullError(f"{name}: disk full (ENOSPC), {what}: {e}")
+    return ClipError(f"{name}: {what}: {e}")
+
+
 def _remux(script: Path, tmp: Path, layout: list[str], fallback: list[str], timeout: float) -> None:
     def argv(extra: list[str]) -> list[str]:
         return [
@@ -257,13 +265,13 @@ def _remux(script: Path, tmp: Path, layout: list[str], fallback: list[str], time
     try:
         run(argv(layout), timeout=timeout)
     except CommandError as e:
-        if "moov" not in e.stderr.lower():
-            raise ClipError(f"{tmp.name}: ffmpeg could not assemble the clip: {e}") from None
+        if "moov" not in e.stderr.lower() or NO_SPACE_TEXT.lower() in e.stderr.lower():
+            raise _failed(tmp.name, "ffmpeg could not assemble the clip", e) from None
         log.warning("reserved moov too small (%s); falling back to +faststart", e)
         try:
             run(argv(fallback), timeout=timeout)
         except CommandError as e2:
-            raise ClipError(f"{tmp.name}: ffmpeg could not assemble the clip: {e2}") from None
+            raise _failed(tmp.name, "ffmpeg could not assemble the clip", e2) from None
 
 
 def make_preview(mp4: Path, out: Path, seconds: int = 30, height: int = 360, timeout: float = 600.0) -> Path:
@@ -279,7 +287,7 @@ def make_preview(mp4: Path, out: Path, seconds: int = 30, height: int = 360, tim
         try:
             run(argv, timeout=timeout)
         except CommandError as e:
-            raise ClipError(f"{Path(out).name}: preview failed: {e}") from None
+            raise _failed(Path(out).name, "preview failed", e) from None
     return Path(out)
 
 
@@ -295,7 +303,7 @@ def make_thumbnail(mp4: Path, out: Path, at_s: float = 1.0, height: int = 360, t
         try:
             run(argv, timeout=timeout)
         except CommandError as e:
-            raise ClipError(f"{Path(out).name}: thumbnail failed: {e}") from None
+            raise _failed(Path(out).name, "thumbnail failed", e) from None
         if tmp.stat().st_size == 0:
             raise ClipError(f"{Path(out).name}: thumbnail is empty (no frame at {at_s:.1f} s)")
     return Path(out)

@@ -6,14 +6,15 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from venuecam import logs
 from venuecam.clips import assemble, tsinfo
-from venuecam.clips.plan import plan_clip, select_consistent
+from venuecam.clips.plan import ClipPlan, plan_clip, select_consistent
 from venuecam.config import Config
-from venuecam.errors import BadInputError, ClipError
+from venuecam.errors import BadInputError, ClipError, DiskFullError
 from venuecam.media.probe import probe
 from venuecam.models import Segment, Video, VideoStatus
 from venuecam.timeutil import utcnow
@@ -127,6 +128,7 @@ def cut_video(cfg: Config, video: Video, now: dt.datetime | None = None) -> Vide
         len(plan.items),
         len(plan.gaps),
     )
+    _check_room(plan, mp4_path.parent, what)
     result = assemble.assemble_mp4(plan, mp4_path)
     assemble.make_preview(
         mp4_path, preview_path, seconds=cfg.clips.preview_seconds, height=cfg.clips.preview_height
@@ -151,3 +153,20 @@ def cut_video(cfg: Config, video: Video, now: dt.datetime | None = None) -> Vide
         f", gaps {video.gaps_json}" if plan.gaps else "",
     )  # fmt: skip
     return video
+
+
+# Beyond the clip's own bytes: preview, thumbnail, and room for the databases to go on.
+ROOM_MARGIN_BYTES = 8 * 1024 * 1024
+
+
+def _check_room(plan: ClipPlan, folder: Path, what: str) -> None:
+    """Refuse before writing when the clip cannot fit: ffmpeg would fill the disk to the last
+    byte first, and on the box that disk also holds the databases (every write failing then)."""
+    need = sum(os.path.getsize(item.path) for item in plan.items) + ROOM_MARGIN_BYTES
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise DiskFullError(
+            f"{what}: disk full (ENOSPC avoided): the clip needs about {need / 1e6:.1f} MB, "
+            f"{free / 1e6:.1f} MB free in {folder}"
+        )

@@ -4,6 +4,8 @@ Outcomes (seed 000's retry-all-errors policy, with booking-api.md's exceptions):
 - success -> completed; the handler has already queued the next step;
 - OfflineError, or any transient error while the watchdog says OFFLINE -> the attempt does
   not count; the row waits for the reconnect wake-up;
+- a full disk (ENOSPC) -> the attempt does not count either; the row retries after the
+  type's longest delay, so it waits for space and is never dead-lettered for it;
 - anything else -> a counted failed attempt, retried on the type's schedule, `failed` when spent.
 """
 
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from venuecam import ledger, logs
-from venuecam.errors import AuthError, OfflineError, TransientError
+from venuecam.errors import AuthError, OfflineError, TransientError, is_disk_full
 from venuecam.models import PendingTask, TaskStatus, TaskType
 from venuecam.timeutil import utcnow
 
@@ -132,6 +134,9 @@ def _record_failure(cfg: Config, tasks: Tasks, row: PendingTask, ident: str, e: 
         ledger.release_offline(row.id, msg)
         log.warning("%s %s failed while offline (not counted): %s", logs.QUEUE, ident, msg)
         return
+    if is_disk_full(e):
+        _defer_disk_full(cfg, tasks, row, ident, msg)
+        return
     if isinstance(e, AuthError):
         from venuecam import shared_state
 
@@ -150,3 +155,22 @@ def _record_failure(cfg: Config, tasks: Tasks, row: PendingTask, ident: str, e: 
 
         if after.next_retry_at is not None:
             dispatch.send(tasks, [after])
+
+
+# Space freed by retention or a human is used within this long, whatever the type's schedule.
+DISK_FULL_RETRY_MAX_S = 900
+
+
+def _defer_disk_full(cfg: Config, tasks: Tasks, row: PendingTask, ident: str, msg: str) -> None:
+    """Waiting for space, not failing: the longest delay of the schedule, because every
+    attempt on a full disk writes until the disk refuses (wear on an SD card)."""
+    retry_in = min(max(schedule_for(cfg, row.task_type), default=60), DISK_FULL_RETRY_MAX_S)
+    after = ledger.defer(row.id, msg, retry_in)
+    log.warning(
+        "%s %s: disk full (ENOSPC), attempt not counted; retry in %d s once space is freed: %s",
+        logs.RETRY, ident, retry_in, msg,
+    )  # fmt: skip
+    if after is not None and after.status == TaskStatus.PENDING:
+        from venuecam.worker import dispatch
+
+        dispatch.send(tasks, [after])
