@@ -1,13 +1,21 @@
 """The `venuecam` command. Subcommands load lazily so `venuecam status` starts fast.
 
-Each subcommand module has `add_arguments(parser)` and `run(args) -> int`.
+Each subcommand module has `add_arguments(parser)` and `run(args) -> int`. A module whose
+options are all on/off switches may also list them in `SWITCHES` ("--json", ...): a command
+line made only of those is read without argparse (which, with the gettext, locale and shutil
+it pulls in, is a tenth of `venuecam status`'s start-up); anything else, `--help` and mistakes
+included, goes through argparse as usual.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
+from types import SimpleNamespace
+
+TYPE_CHECKING = False  # no `typing` at run time: `venuecam status` starts without it
+if TYPE_CHECKING:
+    from typing import Any
 
 # name -> (module, one-line help). Programs supervisord runs are marked (program).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,6 +45,24 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _switches_only(module: Any, rest: list[str], config_path: str | None) -> SimpleNamespace | None:
+    """The parsed arguments if `rest` is only the module's SWITCHES (each at most once), else None."""
+    switches = getattr(module, "SWITCHES", None)  # only modules that opt in
+    if switches is None or not set(rest) <= set(switches) or len(set(rest)) != len(rest):
+        return None
+    values = {flag.lstrip("-").replace("-", "_"): flag in rest for flag in switches}
+    return SimpleNamespace(config=config_path, **values)
+
+
+def _parse(module: Any, name: str, rest: list[str], config_path: str | None) -> Any:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"venuecam {name}", description=COMMANDS[name][1])
+    parser.add_argument("--config", default=config_path, help="path of venuecam.toml")
+    module.add_arguments(parser)
+    return parser.parse_args(rest)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     config_path: str | None = None
@@ -59,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"venuecam: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"venuecam {name}", description=COMMANDS[name][1])
-    parser.add_argument("--config", default=config_path, help="path of venuecam.toml")
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
+    args = _switches_only(module, rest, config_path) or _parse(module, name, rest, config_path)
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:

@@ -1,14 +1,20 @@
 """`venuecam status [--json]`: what the box is doing, at a glance, from the status socket.
 
-Kept light on purpose (it runs in a fresh process over ssh): config, json, http.client.
+Kept light on purpose (it runs in a fresh process, often over ssh): the TOML for the socket
+path, a socket, json. No argparse for the usual command lines (see SWITCHES in cli/main.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+
+TYPE_CHECKING = False  # no `typing` at run time: see cli/main.py
+if TYPE_CHECKING:
+    import argparse
+
+SWITCHES = ("--json", "--no-color")  # every option below: on/off
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

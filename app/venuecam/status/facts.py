@@ -2,6 +2,12 @@
 
 Everything comes from the database (the ledger is the truth), the file system, the kernel
 clock and supervisord. Nothing here writes. Time is passed in.
+
+The database questions are fixed SQL strings, not peewee queries: statusd asks them on every
+`venuecam status`, and building the SQL text through the ORM cost more than SQLite answering
+it (each is an indexed lookup, a bounded LIMIT or a GROUP BY over a covering index; no
+ledger row becomes a model object). Values still go through the models' fields, so the
+stored formats stay the models' business.
 """
 
 from __future__ import annotations
@@ -11,9 +17,6 @@ import json
 import shutil
 from typing import Any
 
-from peewee import fn
-
-from venuecam import ledger
 from venuecam.config import Config
 from venuecam.models import PendingTask, Segment, State, SyncJob, TaskStatus, TaskType
 from venuecam.status import clock, supervisor_rpc
@@ -29,13 +32,42 @@ UNKNOWN_CONNECTIVITY = {
 FAILED_SHOWN = 10
 UPLOADS_SHOWN = 20
 
+_TASKS = PendingTask._meta.table_name
+SQL_STATE = f"SELECT value FROM {State._meta.table_name} WHERE key = ?"
+# Covered by the (task_type, status) index: never touches the rows themselves.
+SQL_COUNTS = f"SELECT task_type, status, COUNT(*) FROM {_TASKS} GROUP BY task_type, status"
+# The status index holds the rowid: newest failures first without a sort.
+SQL_FAILED = (
+    f"SELECT id, task_type, booking_id, attempts, max_attempts, error_msg, updated_at FROM {_TASKS}"
+    " WHERE status = ? ORDER BY id DESC LIMIT ?"
+)
+SQL_UPLOADING = (
+    "SELECT id, booking_id, task_data, unique_key, bytes_done, bytes_total, attempts, heartbeat_at"
+    f" FROM {_TASKS} WHERE task_type = ? AND status = ? ORDER BY id LIMIT ?"
+)
+SQL_RECENT = f"SELECT COUNT(*) FROM {_TASKS} WHERE task_type = ? AND status = ? AND finished_at >= ?"
+SQL_LAST_SEGMENT = f"SELECT MAX(end_ts) FROM {Segment._meta.table_name} WHERE camera = ?"
+SQL_LAST_SYNC = (
+    f"SELECT job_id, state, progress, finished_at, error_msg FROM {SyncJob._meta.table_name}"
+    " WHERE job_type = ? ORDER BY id DESC LIMIT 1"
+)
+
+
+def _rows(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    return PendingTask._meta.database.execute_sql(sql, params).fetchall()
+
+
+def _when(field: Any, raw: Any) -> dt.datetime | None:
+    """A stored DateTimeField value as the model would return it."""
+    return None if raw is None else field.python_value(raw)
+
 
 def read_state(key: str) -> dict[str, Any] | None:
-    row = State.get_or_none(State.key == key)
-    if row is None:
+    rows = _rows(SQL_STATE, (key,))
+    if not rows:
         return None
     try:
-        value = json.loads(row.value)
+        value = json.loads(rows[0][0])
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -60,7 +92,7 @@ def queue_counts() -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {
         t: {s: 0 for s in _STATUSES} for t in (TaskType.CLIP, TaskType.UPLOAD, TaskType.NOTIFY)
     }
-    for (task_type, status), n in ledger.counts().items():
+    for task_type, status, n in _rows(SQL_COUNTS):
         out.setdefault(task_type, {s: 0 for s in _STATUSES})[status] = n
     return out
 
@@ -76,76 +108,63 @@ _STATUSES = (
 
 
 def failed_tasks(limit: int = FAILED_SHOWN) -> list[dict[str, Any]]:
-    rows = (
-        PendingTask.select()
-        .where(PendingTask.status == TaskStatus.FAILED)
-        .order_by(PendingTask.id.desc())  # newest rows first: walks the primary key, no sort
-        .limit(limit)
-    )
+    updated = PendingTask.updated_at
     return [
         {
-            "id": r.id,
-            "task_type": r.task_type,
-            "booking_id": r.booking_id,
-            "attempts": r.attempts,
-            "max_attempts": r.max_attempts,
-            "error": r.error_msg or "",
-            "updated_at": iso(r.updated_at),
+            "id": id_,
+            "task_type": task_type,
+            "booking_id": booking_id,
+            "attempts": attempts,
+            "max_attempts": max_attempts,
+            "error": error or "",
+            "updated_at": iso(_when(updated, updated_at)),
         }
-        for r in rows
+        for id_, task_type, booking_id, attempts, max_attempts, error, updated_at in _rows(
+            SQL_FAILED, (TaskStatus.FAILED, limit)
+        )
     ]
 
 
 def uploads_in_progress(now: dt.datetime) -> list[dict[str, Any]]:
-    rows = PendingTask.select().where(
-        (PendingTask.status == TaskStatus.PROCESSING) & (PendingTask.task_type == TaskType.UPLOAD)
-    )
     out = []
     # A handful run at once (queue.max_concurrent_uploads); the cap guards a damaged ledger.
-    for r in rows.order_by(PendingTask.id).limit(UPLOADS_SHOWN):
-        total = int(r.bytes_total or 0)
-        done = int(r.bytes_done or 0)
+    rows = _rows(SQL_UPLOADING, (TaskType.UPLOAD, TaskStatus.PROCESSING, UPLOADS_SHOWN))
+    for id_, booking_id, task_data, unique_key, done, total, attempts, heartbeat in rows:
+        total, done = int(total or 0), int(done or 0)
         out.append(
             {
-                "id": r.id,
-                "booking_id": r.booking_id,
-                "video": r.data.get("unique_id") or r.unique_key.split(":", 1)[-1],
+                "id": id_,
+                "booking_id": booking_id,
+                "video": _task_video(task_data) or unique_key.split(":", 1)[-1],
                 "bytes_done": done,
                 "bytes_total": total,
                 "percent": round(100.0 * done / total, 1) if total else None,
-                "attempt": r.attempts,
-                "heartbeat_age_s": _age_s(r.heartbeat_at, now),
+                "attempt": attempts,
+                "heartbeat_age_s": _age_s(_when(PendingTask.heartbeat_at, heartbeat), now),
             }
         )
     return out
 
 
+def _task_video(task_data: str | None) -> str | None:
+    try:
+        data = json.loads(task_data or "{}")
+    except ValueError:
+        return None
+    return data.get("unique_id") if isinstance(data, dict) else None
+
+
 def recent_uploads(now: dt.datetime, hours: float = 24) -> int:
-    since = now - dt.timedelta(hours=hours)
-    return (
-        PendingTask.select(fn.COUNT(PendingTask.id))
-        .where(
-            (PendingTask.task_type == TaskType.UPLOAD)
-            & (PendingTask.status == TaskStatus.COMPLETED)
-            & (PendingTask.finished_at >= since)
-        )
-        .scalar()
-        or 0
-    )
+    since = PendingTask.finished_at.db_value(now - dt.timedelta(hours=hours))
+    rows = _rows(SQL_RECENT, (TaskType.UPLOAD, TaskStatus.COMPLETED, since))
+    return int(rows[0][0] or 0)
 
 
 def cameras(cfg: Config, now: dt.datetime) -> list[dict[str, Any]]:
     now_ts = naive_utc_to_ts(now)
     out = []
     for cam in cfg.cameras:
-        # Newest first by end_ts (indexed): stops at this camera's latest segment.
-        last = (
-            Segment.select(Segment.end_ts)
-            .where(Segment.camera == cam.name)
-            .order_by(Segment.end_ts.desc())
-            .limit(1)
-            .scalar()
-        )
+        last = _rows(SQL_LAST_SEGMENT, (cam.name,))[0][0]
         age = None if last is None else round(now_ts - float(last), 1)
         limit = cam.stall_timeout_s + cam.segment_seconds
         out.append(
@@ -183,16 +202,43 @@ def disk(cfg: Config) -> dict[str, Any]:
 
 
 def last_sync(job_type: str = "bookings") -> dict[str, Any] | None:
-    job = SyncJob.select().where(SyncJob.job_type == job_type).order_by(SyncJob.id.desc()).first()
-    if job is None:
+    rows = _rows(SQL_LAST_SYNC, (job_type,))
+    if not rows:
         return None
+    job_id, state, progress, finished_at, error = rows[0]
     return {
-        "jobId": job.job_id,
-        "state": job.state,
-        "progress": job.progress,
-        "finishedAt": iso(job.finished_at),
-        "error": job.error_msg,
+        "jobId": job_id,
+        "state": state,
+        "progress": progress,
+        "finishedAt": iso(_when(SyncJob.finished_at, finished_at)),
+        "error": error,
     }
+
+
+def stored_facts() -> dict[str, Any]:
+    """The part of a snapshot that depends only on what the database holds, not on `now`.
+
+    statusd keeps it until `database_version()` changes (see StatusApp.snapshot).
+    """
+    return {
+        "connectivity": connectivity(),
+        "platform_auth": platform_auth(),
+        "queue": queue_counts(),
+        "failed_tasks": failed_tasks(),
+        "leds": read_state("leds"),
+        "sync": last_sync(),
+    }
+
+
+def database_version() -> tuple[Any, int, int]:
+    """Differs whenever anything was committed since the last call on this thread's connection.
+
+    `PRAGMA data_version` moves with other connections' commits, `total_changes` with this
+    connection's own writes; the connection itself is part of the answer because both
+    counters are per connection.
+    """
+    conn = PendingTask._meta.database.connection()
+    return conn, conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
 
 
 def collect(
@@ -201,10 +247,12 @@ def collect(
     *,
     with_programs: bool = True,
     with_clock: bool = True,
+    stored: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole snapshot. `with_programs`/`with_clock` skip the slower OS questions."""
+    """The whole snapshot. `with_programs`/`with_clock` skip the slower OS questions;
+    `stored` is a still-valid `stored_facts()` answer, if the caller kept one."""
     now = now or utcnow()
-    counts = queue_counts()
+    stored = stored if stored is not None else stored_facts()
     snapshot: dict[str, Any] = {
         "generated_at": iso(now),
         "device": {
@@ -212,19 +260,19 @@ def collect(
             "venue_id": cfg.device.venue_id,
             "demo": cfg.device.demo,
         },
-        "connectivity": connectivity(),
-        "platform_auth": platform_auth(),
-        "queue": counts,
+        "connectivity": stored["connectivity"],
+        "platform_auth": stored["platform_auth"],
+        "queue": stored["queue"],
         "max_queue_size": cfg.queue.max_queue_size,
-        "failed_tasks": failed_tasks(),
+        "failed_tasks": stored["failed_tasks"],
         "uploads": uploads_in_progress(now),
         "recent_uploads_24h": recent_uploads(now),
         "cameras": cameras(cfg, now),
         "disk": disk(cfg),
         "clock": clock.read_clock(now).as_dict() if with_clock else None,
         "programs": supervisor_rpc.program_states(cfg.supervisor_socket) if with_programs else None,
-        "leds": read_state("leds"),
-        "sync": last_sync(),
+        "leds": stored["leds"],
+        "sync": stored["sync"],
     }
     return snapshot
 

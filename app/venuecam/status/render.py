@@ -6,7 +6,10 @@ Input is the `data` of `/api/queue-status`. Stdlib only (the CLI imports this).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+
+TYPE_CHECKING = False  # no `typing` at run time: the CLI imports this and starts without it
+if TYPE_CHECKING:
+    from typing import Any
 
 TYPES = (("clip", "clips"), ("upload_r2", "uploads"), ("notify_ayo_api", "notifications"))
 COLUMNS = (("pending", "waiting"), ("processing", "running"), ("failed", "failed"), ("completed", "done"))

@@ -2,72 +2,137 @@
 
 client = StatusClient.from_config(args.config)
 status, body = client.get("/api/queue-status")
+
+It speaks just enough HTTP/1.1 itself (one request, `Connection: close`, read to the end):
+`http.client` pulls in `email` and `ssl`, which cost `venuecam status` about a third of its
+start-up time on a Pi, for nothing a Unix socket to our own server needs.
 """
 
 from __future__ import annotations
 
-import http.client
+import _socket  # socket.py's C core: the wrapper's enum set-up alone costs ~5 ms at start
 import json
 import os
-import socket
-from typing import Any
+
+from venuecam.statusd.config_peek import peek
+
+TYPE_CHECKING = False  # no `typing` at run time: its import is ~5 ms of `venuecam status`
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_CONFIG = "/etc/venuecam/venuecam.toml"  # = config.DEFAULT_PATH
 CONFIG_ENV = "VENUECAM_CONFIG"  # = config.ENV_PATH
 DEFAULT_RUN_DIR = "/run/venuecam"  # = DeviceConfig.run_dir
 
 
+SOCKET_SETTINGS = (("status", "socket_path"), ("device", "run_dir"))
+
+
 def socket_path(config_path: str | None) -> str:
     """Where the status socket is, read straight from the TOML.
 
     `config.load()` would validate the whole file, and building its dataclasses costs more
-    than the rest of `venuecam status` together. A test keeps the two answers equal.
+    than the rest of `venuecam status` together; the two settings are peeked at (see
+    config_peek), with `tomllib` for files in any other shape. A test keeps the answers equal.
     The config is 0600 root on a real box: a user of group venuecam who cannot read it
     gets the default socket path.
     """
-    import tomllib
-
-    from venuecam.errors import ConfigError
-
     explicit = config_path or os.environ.get(CONFIG_ENV)
     path = explicit or DEFAULT_CONFIG
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            raw = f.read()
     except PermissionError:
-        data = {}
+        raw = b""
     except FileNotFoundError:
         if explicit:
+            from venuecam.errors import ConfigError
+
             raise ConfigError(f"{path}: config file not found (set --config or {CONFIG_ENV})") from None
-        data = {}
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    status, device = data.get("status") or {}, data.get("device") or {}
-    custom = status.get("socket_path") if isinstance(status, dict) else None
+        raw = b""
+    try:
+        settings = peek(raw.decode("utf-8"), SOCKET_SETTINGS)
+    except UnicodeDecodeError:
+        settings = None
+    if settings is None:
+        settings = _settings_via_tomllib(path, raw)
+    custom = settings.get(("status", "socket_path"))
     if isinstance(custom, str) and custom:
         return custom
-    run_dir = device.get("run_dir") if isinstance(device, dict) else None
+    run_dir = settings.get(("device", "run_dir"))
     return os.path.join(run_dir if isinstance(run_dir, str) else DEFAULT_RUN_DIR, "status.sock")
+
+
+def _settings_via_tomllib(path: str, raw: bytes) -> dict[tuple[str, str], Any]:
+    import tomllib
+
+    from venuecam.errors import ConfigError
+
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    out: dict[tuple[str, str], Any] = {}
+    for table, key in SOCKET_SETTINGS:
+        section = data.get(table)
+        if isinstance(section, dict) and key in section:
+            out[(table, key)] = section[key]
+    return out
 
 
 class ServiceDown(Exception):
     """Nothing answers on the status socket (statusd not running, or no permission)."""
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+class BadResponse(Exception):
+    """The server's answer was not HTTP we understand (cut short, or garbled)."""
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+
+MAX_RESPONSE = 64 * 1024 * 1024  # a runaway answer must not eat the CLI's memory
+
+
+def _request_bytes(method: str, path: str, data: bytes | None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: localhost", "Connection: close"]
+    if data is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (data or b"")
+
+
+def _read_all(sock: _socket.socket) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_RESPONSE:
+            raise BadResponse(f"answer larger than {MAX_RESPONSE} bytes")
+
+
+def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers with lower-case names, body) of one whole HTTP/1.x response."""
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise BadResponse("the answer ended before its headers did")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise BadResponse(f"not an HTTP status line: {status_line[:80]!r}")
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length")
+    if length is not None:
+        if not length.isdigit() or len(rest) < int(length):
+            raise BadResponse(f"the answer's body was cut short ({len(rest)} of {length} bytes)")
+        rest = rest[: int(length)]
+    elif headers.get("transfer-encoding"):
+        raise BadResponse("chunked answers are not supported")
+    return int(parts[1]), headers, rest
 
 
 class StatusClient:
@@ -80,13 +145,13 @@ class StatusClient:
         return cls(socket_path(config_path))
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        conn = _UnixConnection(self.socket_path, self.timeout)
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
         try:
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
+            sock.connect(self.socket_path)
+            sock.sendall(_request_bytes(method, path, data))
+            status, headers, raw = parse_response(_read_all(sock))
         except FileNotFoundError:
             raise ServiceDown(f"statusd is not running: no socket at {self.socket_path}") from None
         except PermissionError:
@@ -99,17 +164,16 @@ class StatusClient:
             raise ServiceDown(
                 f"statusd did not answer within {self.timeout:g} s on {self.socket_path}"
             ) from None
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, BadResponse) as e:
             raise ServiceDown(f"statusd connection failed on {self.socket_path}: {e}") from None
         finally:
-            conn.close()
-        ctype = resp.getheader("Content-Type", "")
-        if ctype.startswith("application/json"):
+            sock.close()
+        if headers.get("content-type", "").startswith("application/json"):
             try:
-                return resp.status, json.loads(raw.decode("utf-8"))
+                return status, json.loads(raw.decode("utf-8"))
             except ValueError:
                 pass
-        return resp.status, raw.decode("utf-8", errors="replace")
+        return status, raw.decode("utf-8", errors="replace")
 
     def get(self, path: str) -> tuple[int, Any]:
         return self.request("GET", path)

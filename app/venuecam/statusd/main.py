@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 from typing import Any
 
+from venuecam import lean
+
 # Modules statusd never needs whose import maps OpenSSL (libssl + libcrypto: ~4-5 MB of RSS):
 # http.client, xmlrpc and peewee import them only opportunistically and work without them
-# (hashlib falls back to its built-in digests). Blocked only inside this program, in run().
-UNNEEDED_MODULES = ("ssl", "_ssl", "_hashlib")
-
-
-def _leave_out_unneeded_modules() -> None:
-    for name in UNNEEDED_MODULES:
-        if name not in sys.modules:
-            sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+# (hashlib falls back to its built-in digests). Left out only inside this program, in run().
+UNNEEDED_MODULES = lean.OPENSSL
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _leave_out_unneeded_modules()
+    lean.leave_out(UNNEEDED_MODULES)
     from venuecam import config, db, logs
     from venuecam.statusd.app import StatusApp
     from venuecam.statusd.server import bind_tcp, bind_unix, make_executor
