@@ -72,6 +72,8 @@ class Segment(BaseModel):
 
     class Meta:
         table_name = "segments"
+        # A camera's latest segment for every status call (MAX(end_ts) WHERE camera = ?).
+        indexes = ((("camera", "end_ts"), False),)
 
 
 class VideoStatus:

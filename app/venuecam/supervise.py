@@ -7,6 +7,7 @@ never kept by hand. Per program: how it is stopped and restarted, and why.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pwd
 import shlex
@@ -16,6 +17,11 @@ from pathlib import Path
 
 from venuecam import config
 from venuecam.errors import ConfigError
+
+LEAN_SUPERVISORD = (
+    "import sys; from venuecam import lean; lean.leave_out(lean.OPENSSL); "
+    "from supervisor.supervisord import main; sys.exit(main())"
+)
 
 RESERVED = {"worker", "watchdog", "statusd"}
 APP_USER = "venuecam"
@@ -144,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     tmp = conf_path.with_suffix(".tmp")
     tmp.write_text(conf)
     os.replace(tmp, conf_path)
+    if importlib.util.find_spec("supervisor") is not None:
+        # supervisord in this Python with OpenSSL left out: it speaks no TLS, and the
+        # opportunistic `ssl`/`hashlib` imports of xmlrpc and http cost it ~4.6 MB of RSS.
+        os.execv(sys.executable, [sys.executable, "-c", LEAN_SUPERVISORD, "-n", "-c", str(conf_path)])
     supervisord = shutil.which("supervisord", path=str(Path(sys.executable).parent)) or shutil.which(
         "supervisord"
     )

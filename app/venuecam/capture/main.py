@@ -9,10 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 
-from venuecam import config, logs
-from venuecam.db import open_db
-
-from .recorder import Recorder
+from venuecam import config, lean, logs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,6 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # One process per camera: OpenSSL's hashes (which peewee would map) are ~3 MB each.
+    lean.leave_out(lean.OPENSSL_HASHES)
+    from venuecam.db import open_db
+
+    from .recorder import Recorder
+
     cfg = config.load(args.config)
     cam = cfg.camera(args.camera)
     logs.setup(f"capture:{cam.name}", cfg.secrets())
