@@ -7,12 +7,17 @@ upload goodput over a shaped uplink, ours against rclone's.
 - `upload_goodput_frac_{0,1}loss`, `rclone_goodput_frac_{0,1}loss`: a 256 MiB file to moto
   in the cloud namespace over 20 Mbit/s with 40 ms one-way delay (each way) and 0% / 1%
   random loss of packets reaching the cloud. Goodput fraction = bytes / (elapsed x rate).
-  The device namespace's default congestion control is cubic (Raspberry Pi OS's default);
-  rclone runs as a user would (defaults), our uploader picks its own per socket.
+  The device namespace gets the TCP settings the image ships (rootfs sysctl.d: default
+  congestion control `bbr`, see `DEVICE_CONGESTION`; `net.core.default_qdisc=fq` is global,
+  not per namespace, and the shaped link's root qdisc is tbf here, so BBR paces by itself).
+  rclone runs as a user runs it there (its defaults); our uploader sets BBR per socket anyway.
+  `rclone_cubic_goodput_frac_1loss` (only with VENUECAM_NET_BENCH_RCLONE_CUBIC=1: about 20
+  minutes): rclone with cubic pinned on the route, as on an image without our sysctl.d file.
 
 Env: VENUECAM_NET_BENCH_MB (file size, default 256) for a quick run;
 VENUECAM_NET_BENCH_SKIP_UPLOAD=1 to measure the watchdog only; VENUECAM_NET_BENCH_OURS_ONLY=1
-to measure our uploader only (no watchdog, no rclone: rclone with cubic at 1% loss takes long).
+to measure our uploader only (no watchdog, no rclone); VENUECAM_NET_BENCH_RCLONE_CUBIC=1 to
+add rclone under cubic at 1% loss.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from netns import NetPair, congestion_controls, missing_requirement  # noqa: E40
 RATE_MBIT = 20.0
 DELAY_MS = 40.0
 BUCKET = "venue-videos"
+# What the image's sysctl.d makes the default (rootfs/); falls back to the kernel's default
+# where the kernel does not offer it.
+DEVICE_CONGESTION = "bbr"
 
 
 def _wait(cond, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
@@ -145,6 +153,14 @@ def _rclone_env(endpoint: str) -> dict[str, str]:
     }
 
 
+def _rclone_copy(net: NetPair, rclone: str, src: Path, key: str, endpoint: str) -> float:
+    """Seconds rclone takes to copy `src` to a fresh bucket, run in the device namespace."""
+    _fresh_bucket(net, endpoint)
+    t = time.monotonic()
+    net.run([rclone, "copyto", src, f"X:{BUCKET}/{key}"], timeout=3600, env=_rclone_env(endpoint))
+    return time.monotonic() - t
+
+
 def upload_figures(workdir: Path, mib: int) -> dict[str, float]:
     src = workdir / "payload.bin"
     _make_file(src, mib)
@@ -152,14 +168,14 @@ def upload_figures(workdir: Path, mib: int) -> dict[str, float]:
     link_bytes_s = RATE_MBIT * 1e6 / 8
     ours_only = os.environ.get("VENUECAM_NET_BENCH_OURS_ONLY") == "1"
     rclone = None if ours_only else shutil.which("rclone")
+    rclone_cubic = os.environ.get("VENUECAM_NET_BENCH_RCLONE_CUBIC") == "1"
     out: dict[str, float] = {}
     with NetPair() as net:
         s3 = net.start_moto()
-        # Raspberry Pi OS defaults to cubic; a non-initial namespace may not make cubic its
-        # default (not in tcp_allowed_congestion_control), so rclone's runs pin it on the route
-        # (which overrides any per-socket choice). Our uploader's runs leave the route alone
-        # and choose their own per socket.
-        cubic = "cubic" in congestion_controls()["available"]
+        shipped = net.set_congestion(DEVICE_CONGESTION, ns="device")
+        device_cc = net.congestion("device")
+        print(f"   device namespace: default congestion control {device_cc}"
+              f"{'' if shipped else f' ({DEVICE_CONGESTION} refused by the kernel)'}", flush=True)  # fmt: skip
         for loss in (0, 1):
             _fresh_bucket(net, s3.endpoint)
             net.shape(rate_mbit=RATE_MBIT, delay_ms=DELAY_MS, loss_pct=loss)
@@ -169,22 +185,21 @@ def upload_figures(workdir: Path, mib: int) -> dict[str, float]:
             out[f"upload_goodput_frac_{loss}loss"] = size / (res["elapsed"] * link_bytes_s)
             print(f"   ours  loss {loss}%: {res['elapsed']:.1f} s ({res['congestion']})", flush=True)
             if rclone:
-                _fresh_bucket(net, s3.endpoint)
-                if cubic:
-                    net.set_congestion("cubic", ns="device", route=True)
-                t = time.monotonic()
-                net.run(
-                    [rclone, "copyto", src, f"X:{BUCKET}/rclone-{loss}"],
-                    timeout=3600,
-                    env=_rclone_env(s3.endpoint),
-                )
-                elapsed = time.monotonic() - t
+                elapsed = _rclone_copy(net, rclone, src, f"rclone-{loss}", s3.endpoint)
                 out[f"rclone_goodput_frac_{loss}loss"] = size / (elapsed * link_bytes_s)
-                print(
-                    f"   rclone loss {loss}%: {elapsed:.1f} s ({'cubic' if cubic else net.congestion()})",
-                    flush=True,
-                )
-                net.unpin_congestion("device")
+                print(f"   rclone loss {loss}%: {elapsed:.1f} s ({device_cc}, namespace default)", flush=True)
+            if rclone and loss == 1 and rclone_cubic:
+                # A namespace may not make cubic its default (not in tcp_allowed_congestion_control,
+                # so set_congestion says False): the route pin, which a program cannot override per
+                # socket, is what counts.
+                if "cubic" in congestion_controls()["available"]:
+                    net.set_congestion("cubic", ns="device", route=True)
+                    elapsed = _rclone_copy(net, rclone, src, "rclone-cubic-1", s3.endpoint)
+                    out["rclone_cubic_goodput_frac_1loss"] = size / (elapsed * link_bytes_s)
+                    print(f"   rclone loss 1%: {elapsed:.1f} s (cubic pinned on the route)", flush=True)
+                    net.unpin_congestion("device")
+                else:
+                    print("   rclone under cubic skipped: the kernel offers no cubic", flush=True)
             net.unshape()
     if not rclone and not ours_only:
         print("   rclone not installed (apt-get install rclone): its figures skipped", flush=True)

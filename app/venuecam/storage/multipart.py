@@ -302,9 +302,10 @@ class _PartBody(io.BytesIO):
     """A part's bytes as a request body that notices when the last of them has been handed
     to the socket (`handed_over`): from then on the part only waits for the store's answer."""
 
-    def __init__(self, data: bytes, wake: threading.Event) -> None:
+    def __init__(self, data: bytes, wake: threading.Event, expect_continue: bool) -> None:
         super().__init__(data)
         self.size = len(data)
+        self.expect_continue = expect_continue
         # Set just before the request goes out (`_mark_on_wire`): reads before that are
         # botocore hashing the body for the signature, not sending it.
         self.on_wire = False
@@ -320,10 +321,18 @@ class _PartBody(io.BytesIO):
 
 
 def _mark_on_wire(request: Any = None, **_: Any) -> None:
-    """botocore's before-send hook: the request is signed and about to be written."""
+    """botocore's before-send hook: the request is signed and about to be written.
+
+    botocore asks for `Expect: 100-continue` on every part: the body waits a round trip for
+    the store's go-ahead. Only the first part of an upload keeps it (a store that refuses us,
+    say revoked credentials, says so before 16 MiB cross the link, and cleanly rather than by
+    closing the connection mid-body); the others go straight out. The header is not signed.
+    """
     body = getattr(request, "body", None)
     if isinstance(body, _PartBody):
         body.on_wire = True
+        if not body.expect_continue:
+            request.headers.pop("Expect", None)
 
 
 class _PartSender:
@@ -334,8 +343,11 @@ class _PartSender:
     connection (often a new one) restarts from a small window. So the next part starts as
     soon as the previous one's bytes are all in its socket, not when the store answers: the
     turn-around overlaps the previous connection draining its send buffer (20 Mbit/s, 80 ms
-    RTT, 256 MiB: goodput 0.85 -> 0.92 at 0% loss). Starting a second earlier measured worse
-    (0.90): two connections sharing the link cost more than they hide. Only one part is being
+    RTT, 256 MiB: goodput 0.85 -> 0.92 at 0% loss). How much of the previous part is still
+    to go at that moment is set by the socket's unsent-data cap (client.NOTSENT_LOWAT_BYTES):
+    about 0.6 s of it lets the next connection ramp up unseen; much more and the two share the
+    link so long that the newcomer's BBR settles on half of it. Parts after the first do not
+    wait a round trip for `100-continue` (`_mark_on_wire`). Only one part is being
     read into a socket at a time, so a kill leaves about one part to send again; `parallel` caps how many parts may be waiting for answers (one slow answer does not hold
     up the link).
     Answers are handed to the caller's thread (`wait_ready`, `drain`): state is saved there.
@@ -358,7 +370,7 @@ class _PartSender:
         )
 
     def submit(self, n: int, data: bytes, md5_b64: str) -> None:
-        body = _PartBody(data, self._wake)
+        body = _PartBody(data, self._wake, expect_continue=self._last is None)
         future = self._pool.submit(self._send, n, body, md5_b64)
         future.add_done_callback(lambda _f: self._wake.set())
         self._running[n] = (future, body)
