@@ -84,7 +84,7 @@ def stack(tmp_path: Path, disk: Path, s3: Any, platform: Any) -> Iterator[Stack]
 def record_segments(stack: Stack, start_ts: float, count: int) -> list[Path]:
     """`count` 1 s MPEG-TS segments of one continuous recording (made by ffmpeg, not by the
     code under test), filed and indexed as capture files them."""
-    from venuecam.capture.indexer import insert_segment
+    from venuecam.capture.segment_index import SegmentIndex
     from venuecam.capture.segments import segment_path
     from venuecam.media.probe import probe
 
@@ -97,14 +97,15 @@ def record_segments(stack: Stack, start_ts: float, count: int) -> list[Path]:
          "-f", "segment", "-segment_time", "1", "-segment_format", "mpegts", str(work / "%03d.ts")],
         check=True, timeout=60,
     )  # fmt: skip
-    db = stack.db()
+    index = SegmentIndex(stack.cfg.db_path)
     paths = []
     for i, src in enumerate(sorted(work.glob("*.ts"))):
         dest = segment_path(stack.cfg.segments_dir, CAMERA["name"], start_ts + i)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
-        insert_segment(db, CAMERA["name"], dest, start_ts + i, start_ts + i + 1, probe(dest))
+        index.insert(CAMERA["name"], dest, start_ts + i, start_ts + i + 1, probe(dest))
         paths.append(dest)
+    index.close()
     assert len(paths) == count
     return paths
 
@@ -251,14 +252,16 @@ def test_disk_full_while_cutting_waits_for_space_then_delivers(
 
 def record_orphan_segment(stack: Stack, like: Path, start_ts: float) -> Path:
     """A segment an hour old that no booking covers: retention's to remove when space is short."""
-    from venuecam.capture.indexer import insert_segment
+    from venuecam.capture.segment_index import SegmentIndex
     from venuecam.capture.segments import segment_path
     from venuecam.media.probe import probe
 
     dest = segment_path(stack.cfg.segments_dir, CAMERA["name"], start_ts)
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(like, dest)
-    insert_segment(stack.db(), CAMERA["name"], dest, start_ts, start_ts + 1, probe(dest))
+    index = SegmentIndex(stack.cfg.db_path)
+    index.insert(CAMERA["name"], dest, start_ts, start_ts + 1, probe(dest))
+    index.close()
     return dest
 
 

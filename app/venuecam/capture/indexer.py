@@ -1,4 +1,4 @@
-"""Finished segments: validate (ffprobe), file under their start time, index in `Segment`.
+"""Finished segments: validate (ffprobe), file under their start time, index in the `segments` table.
 
 A segment is first written by ffmpeg into a per-run directory
 (`<segments_dir>/<camera>/.runs/<run id>/000042.ts`). Once the segment list says it is
@@ -17,14 +17,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from peewee import SqliteDatabase
-
 from venuecam import logs
 from venuecam.errors import BadInputError
 from venuecam.media.probe import Probe, probe
-from venuecam.models import Segment
 
 from .command import LIST_NAME
+from .segment_index import SegmentIndex
 from .segments import SUFFIX, ListEntry, duration_is_sane, parse_list, parse_segment_name, segment_path
 
 RUNS_DIR = ".runs"
@@ -68,25 +66,8 @@ def _free_path(path: Path) -> Path:
     return candidate
 
 
-def insert_segment(
-    db: SqliteDatabase, camera: str, path: Path, start_ts: float, end_ts: float, info: Probe
-) -> None:
-    with db.atomic():
-        Segment.insert(
-            camera=camera,
-            start_ts=start_ts,
-            end_ts=end_ts,
-            duration=info.duration,
-            path=str(path),
-            bytes=info.bytes,
-            codec=info.codec,
-            width=info.width,
-            height=info.height,
-        ).on_conflict_ignore().execute()
-
-
 def file_segment(
-    db: SqliteDatabase,
+    index: SegmentIndex,
     segments_dir: Path,
     camera: str,
     src: Path,
@@ -107,7 +88,7 @@ def file_segment(
     _fsync_path(src)  # the data is on the card before the name says the segment is done
     os.replace(src, dest)
     _fsync_path(dest.parent, directory=True)
-    insert_segment(db, camera, dest, start_ts, end_ts, info)
+    index.insert(camera, dest, start_ts, end_ts, info)
     return Filed(dest, start_ts, end_ts, info.bytes)
 
 
@@ -153,7 +134,7 @@ def leftover_starts(files: list[str], entries: list[ListEntry]) -> dict[str, flo
 
 
 def recover_run(
-    db: SqliteDatabase, segments_dir: Path, camera: str, run_dir: Path, segment_seconds: int
+    index: SegmentIndex, segments_dir: Path, camera: str, run_dir: Path, segment_seconds: int
 ) -> int:
     """File and index what a dead run left behind; remove its directory. Returns segments indexed."""
     try:
@@ -188,18 +169,18 @@ def recover_run(
                 log.warning("%s camera %s: deleting unusable leftover segment: %s", logs.CAPTURE, camera, e)
                 src.unlink(missing_ok=True)
                 continue
-        if file_segment(db, segments_dir, camera, src, start_ts, end_ts, segment_seconds):
+        if file_segment(index, segments_dir, camera, src, start_ts, end_ts, segment_seconds):
             count += 1
             log.info("%s camera %s: recovered segment %s from an interrupted run", logs.CAPTURE, camera, name)
     shutil.rmtree(run_dir, ignore_errors=True)
     return count
 
 
-def recover_unindexed(db: SqliteDatabase, segments_dir: Path, camera: str, segment_seconds: int) -> int:
+def recover_unindexed(index: SegmentIndex, segments_dir: Path, camera: str, segment_seconds: int) -> int:
     """Index filed segments that have no row (crash between rename and insert, or copied in);
     delete unusable ones with a log line. Returns segments indexed."""
     cam_dir = segments_dir / camera
-    indexed = {p for (p,) in Segment.select(Segment.path).where(Segment.camera == camera).tuples()}
+    indexed = index.indexed_paths(camera)
     count = 0
     for path in sorted(cam_dir.glob(f"*/*{SUFFIX}")):
         if path.parent.name == RUNS_DIR or str(path) in indexed:
@@ -214,18 +195,18 @@ def recover_unindexed(db: SqliteDatabase, segments_dir: Path, camera: str, segme
             log.warning("%s camera %s: deleting unusable segment: %s", logs.CAPTURE, camera, e)
             path.unlink(missing_ok=True)
             continue
-        insert_segment(db, camera, path, start_ts, start_ts + info.duration, info)
+        index.insert(camera, path, start_ts, start_ts + info.duration, info)
         log.info("%s camera %s: indexed leftover segment %s", logs.CAPTURE, camera, path.name)
         count += 1
     return count
 
 
-def recover(db: SqliteDatabase, segments_dir: Path, camera: str, segment_seconds: int) -> int:
+def recover(index: SegmentIndex, segments_dir: Path, camera: str, segment_seconds: int) -> int:
     """Everything a crash or power cut may have left for this camera. Run before recording."""
     count = 0
     root = runs_root(segments_dir, camera)
     if root.is_dir():
         for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-            count += recover_run(db, segments_dir, camera, run_dir, segment_seconds)
-    count += recover_unindexed(db, segments_dir, camera, segment_seconds)
+            count += recover_run(index, segments_dir, camera, run_dir, segment_seconds)
+    count += recover_unindexed(index, segments_dir, camera, segment_seconds)
     return count

@@ -19,8 +19,6 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from peewee import SqliteDatabase
-
 from venuecam import logs
 from venuecam.config import CameraConfig, mask_url
 from venuecam.errors import CaptureError
@@ -29,6 +27,7 @@ from venuecam.media.runner import CommandError, popen, run
 from . import indexer
 from .command import LIST_NAME, SourceKind, build_ffmpeg_argv, rtsp_probe_argv, source_kind
 from .picam import PicameraApi, PicameraSource
+from .segment_index import SegmentIndex
 from .segments import AnchorEstimator, ListEntry, mono_to_wall, parse_list, parse_progress_line, stall_window
 
 log = logging.getLogger("capture")
@@ -49,7 +48,7 @@ class Recorder:
         self,
         cam: CameraConfig,
         segments_dir: Path,
-        db: SqliteDatabase,
+        index: SegmentIndex,
         picamera_api: PicameraApi | None = None,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
@@ -57,7 +56,7 @@ class Recorder:
     ) -> None:
         self.cam = cam
         self.segments_dir = segments_dir
-        self.db = db
+        self.index = index
         self.picamera_api = picamera_api
         self.wall = wall
         self.mono = mono
@@ -87,7 +86,7 @@ class Recorder:
         except CaptureError as e:
             log.error("%s camera %s: %s", logs.CAPTURE, name, e)
             return 1
-        recovered = indexer.recover(self.db, self.segments_dir, name, self.cam.segment_seconds)
+        recovered = indexer.recover(self.index, self.segments_dir, name, self.cam.segment_seconds)
         if recovered:
             log.info(
                 "%s camera %s: indexed %d segments left by an earlier run", logs.CAPTURE, name, recovered
@@ -135,7 +134,7 @@ class Recorder:
             self._read_list(run_dir, anchor)
             self._file_pending(run_dir, anchor, everything=True)
             self._save_anchor(run_dir, anchor)
-            indexer.recover_run(self.db, self.segments_dir, name, run_dir, self.cam.segment_seconds)
+            indexer.recover_run(self.index, self.segments_dir, name, run_dir, self.cam.segment_seconds)
         return exit_code
 
     def _loop(
@@ -255,7 +254,7 @@ class Recorder:
         start_ts = mono_to_wall(zero + entry.start, now_mono, now_wall)
         end_ts = mono_to_wall(zero + entry.end, now_mono, now_wall)
         filed = indexer.file_segment(
-            self.db, self.segments_dir, self.cam.name, run_dir / entry.filename, start_ts, end_ts,
+            self.index, self.segments_dir, self.cam.name, run_dir / entry.filename, start_ts, end_ts,
             self.cam.segment_seconds,
         )  # fmt: skip
         if filed is None:

@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"venuecam: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
+    # A program's LEAVE_OUT (see `lean`) before argparse, which imports shutil and so bz2/lzma.
+    leave_out = getattr(module, "LEAVE_OUT", ())
+    if leave_out:
+        from venuecam import lean
+
+        lean.leave_out(leave_out)
     args = _switches_only(module, rest, config_path) or _parse(module, name, rest, config_path)
     try:
         return int(module.run(args) or 0)

@@ -8,7 +8,9 @@ import signal
 import threading
 from typing import Any
 
-from venuecam import config, db, logs
+from venuecam import config, db, lean, logs
+
+LEAVE_OUT = lean.ARCHIVE_COMPRESSION  # zipfile's (imported by gpiozero's entry-point lookup)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    lean.leave_out(LEAVE_OUT)
     cfg = config.load(args.config)
     logs.setup("watchdog", cfg.secrets())
     from venuecam.connectivity import probes

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from venuecam import config, db, ledger, logs
+from venuecam import config, db, lean, ledger, logs
+
+# The platform speaks JSON: no charset guesser (~3 MB); no archives: no bz2/lzma. See `lean`.
+LEAVE_OUT = lean.CHARSET_GUESSING + lean.ARCHIVE_COMPRESSION
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    lean.leave_out_charset_guessing()
+    lean.leave_out(LEAVE_OUT)
     from huey.consumer import Consumer
 
     from venuecam.worker.app import make_huey
