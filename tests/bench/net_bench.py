@@ -7,6 +7,8 @@ upload goodput over a shaped uplink, ours against rclone's.
 - `upload_goodput_frac_{0,1}loss`, `rclone_goodput_frac_{0,1}loss`: a 256 MiB file to moto
   in the cloud namespace over 20 Mbit/s with 40 ms one-way delay (each way) and 0% / 1%
   random loss of packets reaching the cloud. Goodput fraction = bytes / (elapsed x rate).
+  Also `upload_parts_frac_*` (the same over the parts alone) and `store_complete_s_*` (the
+  store's CompleteMultipartUpload): the end-to-end figure includes moto assembling the object.
   The device namespace gets the TCP settings the image ships (rootfs sysctl.d: default
   congestion control `bbr`, see `DEVICE_CONGESTION`; `net.core.default_qdisc=fq` is global,
   not per namespace, and the shaped link's root qdisc is tbf here, so BBR paces by itself).
@@ -110,11 +112,21 @@ endpoint, path, key, key_id, secret = sys.argv[1:6]
 storage = StorageConfig(bucket="venue-videos", access_key_id=key_id, secret_access_key=secret,
                         endpoint_url=endpoint, region="us-east-1")
 client = make_client(storage)
+calls = []  # (operation, start, end): where the time goes, for the breakdown figures
+client.meta.events.register("before-call.s3", lambda model, **_: calls.append([model.name, time.monotonic(), None]))
+def ended(model, **_):
+    next(c for c in reversed(calls) if c[0] == model.name and c[2] is None)[2] = time.monotonic()
+client.meta.events.register("after-call.s3", ended)
 state = {}
 t = time.monotonic()
 upload_file(client, "venue-videos", key, path, part_size=storage.part_size_mb * 1024 * 1024,
             state=state, save_state=lambda s: None)
-print(json.dumps({"elapsed": time.monotonic() - t, "congestion": str(tcp_settings(client))}))
+elapsed = time.monotonic() - t
+parts = [c for c in calls if c[0] == "UploadPart"]
+complete = [c for c in calls if c[0] == "CompleteMultipartUpload"]
+print(json.dumps({"elapsed": elapsed, "congestion": str(tcp_settings(client)),
+                  "parts_s": max(c[2] for c in parts) - min(c[1] for c in parts),
+                  "complete_s": complete[0][2] - complete[0][1]}))
 """
 
 
@@ -183,7 +195,16 @@ def upload_figures(workdir: Path, mib: int) -> dict[str, float]:
                         timeout=3600)  # fmt: skip
             res = json.loads(r.stdout.strip().splitlines()[-1])
             out[f"upload_goodput_frac_{loss}loss"] = size / (res["elapsed"] * link_bytes_s)
-            print(f"   ours  loss {loss}%: {res['elapsed']:.1f} s ({res['congestion']})", flush=True)
+            # The breakdown: the parts alone (first byte of part 1 to the last part's answer),
+            # and the store's CompleteMultipartUpload, which moto spends seconds on (it copies
+            # the whole object) while R2 only links the parts.
+            out[f"upload_parts_frac_{loss}loss"] = size / (res["parts_s"] * link_bytes_s)
+            out[f"store_complete_s_{loss}loss"] = res["complete_s"]
+            print(
+                f"   ours  loss {loss}%: {res['elapsed']:.1f} s ({res['congestion']}); parts "
+                f"{res['parts_s']:.1f} s, store's complete {res['complete_s']:.1f} s",
+                flush=True,
+            )
             if rclone:
                 elapsed = _rclone_copy(net, rclone, src, f"rclone-{loss}", s3.endpoint)
                 out[f"rclone_goodput_frac_{loss}loss"] = size / (elapsed * link_bytes_s)
