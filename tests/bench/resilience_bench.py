@@ -161,15 +161,21 @@ def _netns(work: Path) -> dict[str, float]:
                 " region_name='us-east-1').create_bucket(Bucket='venue-videos')")], ns="cloud")  # fmt: skip
             prefix = ["ip", "netns", "exec", net.device]
 
+            def upload_under_way(name: str, booking: str) -> tuple[Stack, Any]:
+                """A fresh stack uploading a 16-part clip over a 40 Mbit/s link, 3 parts sent."""
+                tmp = work / name
+                tmp.mkdir()
+                stack = Stack(tmp, proxy.endpoint, sim.url, prefix=prefix)
+                clip = stack.make_clip(booking, 16 * PART)
+                stack.close_db()
+                net.shape(rate_mbit=40)
+                stack.start()
+                _wait("upload under way", lambda: _sent(proxy, clip.unique_id + ".mp4") >= 3 * PART, 120)
+                return stack, clip
+
             # resume_after_heal_s: 10 s link-down mid-upload.
+            stack, clip = upload_under_way("heal", "BK-BENCH-HEAL")
             tmp = work / "heal"
-            tmp.mkdir()
-            stack = Stack(tmp, proxy.endpoint, sim.url, prefix=prefix)
-            clip = stack.make_clip("BK-BENCH-HEAL", 16 * PART)
-            stack.close_db()
-            net.shape(rate_mbit=40)
-            stack.start()
-            _wait("upload under way", lambda: _sent(proxy, clip.unique_id + ".mp4") >= 3 * PART, 120)
             net.link_down()
             time.sleep(HEAL_CUT_S)
             healed = time.time()
@@ -201,14 +207,7 @@ def _netns(work: Path) -> dict[str, float]:
 
             # resent_bytes_after_long_cut: blackhole mid-upload for long_cut seconds.
             proxy.reset()
-            tmp = work / "long"
-            tmp.mkdir()
-            stack = Stack(tmp, proxy.endpoint, sim.url, prefix=prefix)
-            clip3 = stack.make_clip("BK-BENCH-LONG", 16 * PART)
-            stack.close_db()
-            net.shape(rate_mbit=40)
-            stack.start()
-            _wait("upload under way", lambda: _sent(proxy, clip3.unique_id + ".mp4") >= 3 * PART, 120)
+            stack, clip3 = upload_under_way("long", "BK-BENCH-LONG")
             net.blackhole(True)
             time.sleep(long_cut)
             healed = time.time()

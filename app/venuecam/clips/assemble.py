@@ -12,6 +12,8 @@ How the MP4 is made, and why (measured on 360 x 10 s 1080p segments, see tests/b
   packet count) and writes it there at the end: moov before mdat in one pass, a plain
   progressive MP4 every browser plays from the start. Should the estimate ever be too small,
   the muxer fails and we fall back to `+faststart`.
+- The output is handed to the disk while ffmpeg writes it (`files.WritebackFollower`), so the
+  final fsync does not wait for the whole clip and the rest of the box is not throttled.
 """
 
 from __future__ import annotations
@@ -224,7 +226,8 @@ def assemble_mp4(plan: ClipPlan, out_path: Path, timeout: float = 1800.0) -> Ass
     reserve = moov_reserve_bytes(plan.covered_s, fps, has_audio)
     try:
         with files.atomic_output(out_path) as tmp:
-            _remux(script, tmp, ["-moov_size", str(reserve)], ["-movflags", "+faststart"], timeout)
+            with files.WritebackFollower(tmp):
+                _remux(script, tmp, ["-moov_size", str(reserve)], ["-movflags", "+faststart"], timeout)
             duration = mp4_duration(tmp)
             # Each trimmed start begins at the keyframe before it (keyframes come every ~1 s).
             tolerance = 1.5 + sum(1.0 for r in runs[1:] if r.items[0].trimmed_start)
