@@ -19,8 +19,7 @@ JSON_WITHOUT_CHARSET = textwrap.dedent(
     from venuecam import lean
     from venuecam.worker import main as worker_main
 
-    lean.leave_out_charset_guessing()
-    lean.leave_out(worker_main.LEAVE_OUT)
+    lean.leave_out(worker_main.LEAVE_OUT)  # as `venuecam worker` does
     import requests
 
     BODIES = {

@@ -11,8 +11,8 @@ Two more groups are only ever imported "if available":
   needs them; the programs that leave them out make no such archives.
 - `requests` imports a character-set guesser (`charset_normalizer`, ~3 MB) to decode bodies
   that declare no charset. The worker only talks JSON, which `requests` decodes as UTF-8 by
-  the JSON rules, and any other body falls back to UTF-8; it leaves the guesser out and
-  silences the one warning `requests` gives about it.
+  the JSON rules, and any other body falls back to UTF-8; it leaves the guesser out
+  (`leave_out` then silences the one warning `requests` gives about it).
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ CHARSET_GUESSING = ("charset_normalizer", "chardet")
 
 
 def leave_out(names: tuple[str, ...]) -> None:
+    """Make `import name` raise ImportError in this process for each of `names`.
+
+    `venuecam` calls it with a program's LEAVE_OUT before anything else is imported."""
     for name in names:
         if name not in sys.modules:
             sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    if set(CHARSET_GUESSING) & set(names):
+        import warnings
 
-
-def leave_out_charset_guessing() -> None:
-    """`requests` without a character-set guesser, and without its warning about that."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message="Unable to find acceptable character detection dependency")
-    leave_out(CHARSET_GUESSING)
+        # requests warns once that it found no guesser; that is the point here, not news.
+        warnings.filterwarnings("ignore", message="Unable to find acceptable character detection dependency")

@@ -1,7 +1,8 @@
 """`venuecam capture --camera NAME`: the supervisord program `capture:<camera>`.
 
 Thin on purpose: load the config, open the segment index (sqlite3, not peewee: see
-`segment_index`), install signal handlers that only record the request, run the `Recorder`. Imports nothing heavy (no boto3, no huey).
+`segment_index`), install signal handlers that only record the request, run the `Recorder`.
+Imports nothing heavy (no boto3, no huey).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import signal
 from venuecam import config, lean, logs
 
 # One process per camera: OpenSSL's hashes are ~3 MB each, bz2 and lzma (shutil's) ~0.4.
-# `venuecam` applies this before parsing arguments; run() again for callers that skip it.
+# `venuecam` applies it (see `lean`) before it parses the arguments.
 LEAVE_OUT = lean.OPENSSL_HASHES + lean.ARCHIVE_COMPRESSION
 
 
@@ -21,7 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    lean.leave_out(LEAVE_OUT)
     from .recorder import Recorder
     from .segment_index import SegmentIndex
 

@@ -11,7 +11,7 @@ from venuecam import lean
 
 # Modules statusd never needs whose import maps OpenSSL (libssl + libcrypto: ~4-5 MB of RSS):
 # http.client, xmlrpc and peewee import them only opportunistically and work without them
-# (hashlib falls back to its built-in digests). Left out only inside this program, in run().
+# (hashlib falls back to its built-in digests). Left out only inside this program.
 LEAVE_OUT = lean.OPENSSL + lean.ARCHIVE_COMPRESSION  # `venuecam` applies it before argparse
 
 
@@ -22,7 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    lean.leave_out(LEAVE_OUT)
     from venuecam import config, db, logs
     from venuecam.statusd.app import StatusApp
     from venuecam.statusd.server import bind_tcp, bind_unix, make_executor

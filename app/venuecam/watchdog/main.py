@@ -22,7 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    lean.leave_out(LEAVE_OUT)
     cfg = config.load(args.config)
     logs.setup("watchdog", cfg.secrets())
     from venuecam.connectivity import probes

@@ -15,8 +15,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    lean.leave_out_charset_guessing()
-    lean.leave_out(LEAVE_OUT)
     from huey.consumer import Consumer
 
     from venuecam.worker.app import make_huey
