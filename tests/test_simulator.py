@@ -92,7 +92,7 @@ def test_bad_schedules_say_what_is_wrong(spec: str, words: str) -> None:
 
 
 def test_notification_validation() -> None:
-    assert check_notification(video(), "BK-1-CAMERA_A-full") == "BK-1-CAMERA_A-full"
+    assert check_notification(video(), "BK-1-CAMERA_A-full") == ("BK-1-CAMERA_A-full", 1)
     with pytest.raises(BadInputError, match="Idempotency-Key"):
         check_notification(video(), None)
     with pytest.raises(BadInputError, match="differs from unique_id"):

@@ -35,6 +35,7 @@ def test_queue_status_has_seed_000_and_004_shape_and_the_box_facts(status_box: S
         "api_notify_pending": 1,
         "clip_pending": 0,
         "failed_tasks": 1,
+        "expired_tasks": 0,
     }
     assert data["queue_system_running"] is False  # supervisord answers, but runs no worker here
     # seed 004

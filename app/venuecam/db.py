@@ -32,7 +32,28 @@ def open_db(path: str | Path, create: bool = True) -> SqliteDatabase:
     if create:
         with db.atomic():
             db.create_tables(models.ALL_MODELS, safe=True)
+            add_missing_columns(db)
     return db
+
+
+# Columns added to existing tables after their first release: (table, column, SQL definition).
+# `create_tables(safe=True)` makes a new database whole but never alters an existing table, so
+# a database made by an earlier release gets them here. Only nullable or defaulted columns.
+ADDED_COLUMNS: list[tuple[str, str, str]] = [
+    ("videos", "revision", "INTEGER NOT NULL DEFAULT 1"),  # booking-api.md 2b
+    ("videos", "replaces_sha256", "VARCHAR(255)"),
+]
+
+
+def add_missing_columns(db: SqliteDatabase) -> list[str]:
+    """ALTER TABLE ... ADD COLUMN for each `ADDED_COLUMNS` entry the database lacks."""
+    added = []
+    for table, column, definition in ADDED_COLUMNS:
+        have = {row[1] for row in db.execute_sql(f'PRAGMA table_info("{table}")').fetchall()}
+        if column not in have:
+            db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {definition}')
+            added.append(f"{table}.{column}")
+    return added
 
 
 def integrity_ok(db: SqliteDatabase) -> bool:
