@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from venuecam import ledger, logs, retry
 from venuecam.config import Config
+from venuecam.connectivity.state import is_online
 from venuecam.errors import BadInputError
 from venuecam.jobs import store
 from venuecam.jobs.registry import HANDLERS
@@ -118,12 +119,13 @@ def _stuck_query(cfg: Config, now: dt.datetime, job_type: str | None = None) -> 
 
 
 def _waiting_for_retry(job: SyncJob, now: dt.datetime) -> bool:
-    """A queued job whose ledger row waits for its next attempt, or became due only recently,
-    is not stuck: a worker will take it (the reconciler re-sends it if huey lost it)."""
+    """A queued job whose ledger row waits for its next attempt, became due only recently, or
+    is held back because the box is offline (syncs need the network) is not stuck: the worker
+    will take it (the reconciler re-sends it if huey lost it; the reconnect wake when offline)."""
     row = ledger_row(job.job_id)
     if row is None or row.status != TaskStatus.PENDING or row.next_retry_at is None:
         return False
-    return row.next_retry_at > now - dt.timedelta(seconds=QUEUED_STUCK_S)
+    return row.next_retry_at > now - dt.timedelta(seconds=QUEUED_STUCK_S) or not is_online()
 
 
 def _fail_stuck(cfg: Config, now: dt.datetime, job_type: str | None = None) -> dict[str, int]:

@@ -24,7 +24,7 @@ from venuecam.clips.service import cut_video
 from venuecam.config import Config
 from venuecam.errors import AuthError, ClipError, RetryLater
 from venuecam.jobs import runner as job_runner
-from venuecam.models import Booking, PendingTask, TaskType, Video, VideoStatus
+from venuecam.models import Booking, PendingTask, TaskStatus, TaskType, Video, VideoStatus
 from venuecam.storage.multipart import UploadStopped
 from venuecam.storage.service import upload_video_watched, video_urls
 from venuecam.worker import policy
@@ -100,7 +100,7 @@ def handle_upload(cfg: Config, row: PendingTask) -> Done:
     if video.status != VideoStatus.READY:
         raise ClipError(f"video {video.unique_id} is {video.status}, not ready: cannot upload")
     older = [r for r in ledger.rows_for_video(video.booking_id, video.unique_id)
-             if r.task_type == TaskType.UPLOAD and r.id != row.id and r.status == "processing"]  # fmt: skip
+             if r.task_type == TaskType.UPLOAD and r.id != row.id and r.status == TaskStatus.PROCESSING]  # fmt: skip
     if older:
         # The same keys: the older revision's upload must not complete after this one.
         raise RetryLater(f"upload of {video.unique_id}: an older revision's upload is still running",

@@ -22,6 +22,8 @@ from venuecam import retry
 from venuecam.errors import OfflineError, RetryLater, TransientError, is_disk_full
 
 OFFLINE_RETRY_S = 60.0
+# A server asking for no wait at all ("Retry-After: 0") still gets a second: no tight loop.
+MIN_WAIT_S = 1.0
 # Space freed by retention or a human is used within this long, whatever the type's schedule.
 DISK_FULL_RETRY_MAX_S = 900
 
@@ -42,7 +44,7 @@ def judge(error: BaseException, online: bool, schedule: Sequence[int]) -> Verdic
     if isinstance(error, OfflineError) or (isinstance(error, TransientError) and not online):
         return Verdict(OFFLINE, OFFLINE_RETRY_S)
     if isinstance(error, RetryLater):
-        return Verdict(WAIT, retry.retry_after(error) or 0.0)
+        return Verdict(WAIT, max(retry.retry_after(error) or 0.0, MIN_WAIT_S))
     if is_disk_full(error):
         # Waiting for space, not failing: the longest delay of the schedule, because every
         # attempt on a full disk writes until the disk refuses (wear on an SD card).
