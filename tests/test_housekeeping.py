@@ -5,6 +5,7 @@ prunes the connectivity log, by that setting)."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from venuecam import db as db_mod
@@ -65,3 +66,26 @@ def test_the_connectivity_log_keeps_log_retention_days_and_only_the_watchdog_pru
         assert ages == [0, 10, 29]  # the change row just written, and what 30 days keep
     finally:
         database.close()
+
+
+def test_footage_of_a_video_given_up_ages_out_and_a_failed_ones_stays(
+    cfg: Any, database: Any, tmp_path: Any
+) -> None:
+    from venuecam import retention
+    from venuecam.models import Segment
+
+    now_ts = naive_utc_to_ts(NOW)
+    kept = {}
+    for booking_id, status, days in (
+        ("BK-GIVENUP", VideoStatus.EXPIRED, 30),
+        ("BK-FAILED", VideoStatus.FAILED, 40),
+    ):
+        booking(booking_id, days, status)
+        b = Booking.get(Booking.booking_id == booking_id)
+        path = tmp_path / f"{booking_id}.ts"
+        path.write_bytes(b"x" * 100)
+        kept[booking_id] = Segment.create(camera="CAMERA_A", start_ts=b.start_ts, end_ts=b.start_ts + 10,
+                                          duration=10, path=str(path), bytes=100)  # fmt: skip
+    out = retention.enforce(cfg, now_ts, free_pct=lambda _p: 100.0)  # 30, 40 days > segment_days (7)
+    assert out.segments_removed == 1
+    assert not Path(kept["BK-GIVENUP"].path).exists() and Path(kept["BK-FAILED"].path).exists()
