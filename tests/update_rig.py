@@ -42,7 +42,7 @@ BREAKAGES: dict[str, list[tuple[str, Any]]] = {
     "crash": [("watchdog/main.py", ("def run(args: argparse.Namespace) -> int:\n",
                                     "def run(args: argparse.Namespace) -> int:\n"
                                     "    import threading\n"
-                                    "    threading.Timer(4.0, lambda: os._exit(3)).start()  # deliberately broken\n"))],
+                                    "    threading.Timer(3.0, lambda: __import__('os')._exit(3)).start()  # deliberately broken\n"))],
     "no_segment": [("capture/main.py", ("def run(args: argparse.Namespace) -> int:\n",
                                         "def run(args: argparse.Namespace) -> int:\n"
                                         "    import time\n\n    time.sleep(10**6)  # deliberately broken: never records\n"))],
@@ -105,7 +105,7 @@ class Box:
             "connectivity": {"tcp_targets": [], "dns_names": [], "interval_s": 0.5, "timeout_s": 1.0},
             "update": {"install_dir": str(self.install_dir), "state_dir": str(self.state_dir),
                        "signers_file": str(releases.signers), "python": BOX_PYTHON, "service": "direct",
-                       "health_timeout_s": 60, "health_stable_s": 5, "booking_margin_s": 5},
+                       "health_timeout_s": 40, "health_stable_s": 8, "booking_margin_s": 5},
         }  # fmt: skip
         for k, v in over.items():
             sections[k] = v if isinstance(v, list) else {**sections.get(k, {}), **v}

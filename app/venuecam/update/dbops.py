@@ -75,6 +75,8 @@ def restore(src: str, dst: str) -> dict[str, Any]:
 def query(path: str, sql: str, params: list[Any]) -> list[list[Any]]:
     if not sql.lstrip().upper().startswith("SELECT"):
         raise SystemExit("dbops query: only SELECT")
+    if not Path(path).exists():
+        return []
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         return [list(r) for r in conn.execute(sql, params).fetchall()]

@@ -26,7 +26,7 @@ from typing import Any
 from venuecam.config import Config
 from venuecam.status.supervisor_rpc import UnixTransport
 from venuecam.statusd.client import ServiceDown, StatusClient
-from venuecam.update.stack import Stack, dbop, run_as_owner
+from venuecam.update.stack import Stack, StackError, dbop, run_as_owner
 
 POLL_S = 0.5
 BAD_STATES = ("BACKOFF", "EXITED", "FATAL", "STOPPED", "UNKNOWN")
@@ -152,9 +152,13 @@ class Gate:
         for name in self.base.get("cameras", []):
             if name in self.segments_ok:
                 continue
-            rows = dbop(self.cfg, "query", str(self.cfg.db_path),
-                        "SELECT path, start_ts FROM segments WHERE camera = ? AND start_ts >= ? ORDER BY start_ts DESC LIMIT 1",
-                        json.dumps([name, self.since]))  # fmt: skip
+            try:
+                rows = dbop(self.cfg, "query", str(self.cfg.db_path),
+                            "SELECT path, start_ts FROM segments WHERE camera = ? AND start_ts >= ? ORDER BY start_ts DESC LIMIT 1",
+                            json.dumps([name, self.since]))  # fmt: skip
+            except StackError as e:
+                rows = []
+                self.checks[f"camera {name}"] = f"waiting: {e}"
             if not rows:
                 self.checks[f"camera {name}"] = "waiting: no segment since the switch"
                 out.append(("wait", f"camera {name} wrote no new segment"))
