@@ -136,6 +136,8 @@ class Updater:
             "bundle_sha256": v.sha256 if v else None, "restore_first": restore,
         }  # fmt: skip
         self.out(f"updating {previous} -> {to}")
+        if previous and not os.path.lexists(self.layout.root / "committed"):
+            self.layout.point("committed", previous)  # the boot check runs from it from now on
         self._step(op, "verified")
         try:
             if v:
@@ -156,8 +158,6 @@ class Updater:
             self._step(op, "backed_up", backup=taken["backup"], schema_before=taken["schema"])  # type: ignore[index]
             if restore:
                 dbop(self.cfg, "restore", restore, str(self.cfg.db_path))
-            if previous and not os.path.lexists(self.layout.root / "committed"):
-                self.layout.point("committed", previous)
             self.layout.point("current", to)
             self._step(op, "switched")
             since = time.time()
