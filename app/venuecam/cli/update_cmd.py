@@ -147,7 +147,7 @@ def _wait_for_window(up: Any, args: argparse.Namespace, bundle: str, version: st
                 print(json.dumps({"outcome": "deferred", "to": version, "waiting": reasons, "next": when}))
             return False
         up.out(f"waiting: {'; '.join(reasons)}; next look {when}")
-        time.sleep(WAIT_POLL_S if not getattr(up, "fast_wait", False) else 1.0)
+        time.sleep(min(WAIT_POLL_S, max(1.0, _until_s(when, up.cfg.tz))))
 
 
 def _report(result: dict[str, Any], as_json: bool) -> int:
@@ -263,3 +263,17 @@ def _probe_upload(cfg: Any) -> int:
         raise SystemExit(f"probe object {key} read back different bytes")
     print(f"put, read back and deleted {key} ({len(body)} bytes) in {cfg.storage.bucket}")
     return 0
+
+
+def _until_s(when: str, tz: Any) -> float:
+    """Seconds until an "after HH:MM:SS" (venue time) of `why_not_now`: a short wait is not overslept."""
+    import datetime as dt
+
+    if not when.startswith("after "):
+        return WAIT_POLL_S
+    try:
+        t = dt.datetime.strptime(when[6:], "%H:%M:%S").time()
+    except ValueError:
+        return WAIT_POLL_S
+    now = dt.datetime.now(tz)
+    return max(0.0, (dt.datetime.combine(now.date(), t, tz) - now).total_seconds())
