@@ -79,7 +79,9 @@ def test_edited_manifest_fails_its_signature(releases: Releases, base_bundle: Pa
         bundle.verify(bad, releases.signers)
 
 
-def test_not_a_bundle_and_no_signers_are_clear_errors(releases: Releases, base_bundle: Path, tmp_path: Path) -> None:
+def test_not_a_bundle_and_no_signers_are_clear_errors(
+    releases: Releases, base_bundle: Path, tmp_path: Path
+) -> None:
     junk = tmp_path / "junk.bundle"
     junk.write_bytes(b"hello" * 100)
     with pytest.raises(BundleError, match="not a venuecam bundle"):
@@ -114,7 +116,10 @@ def valid_manifest(**over: Any) -> dict[str, Any]:
         ({"version": "1.2-beta"}, "expected numbers separated by dots"),
         ({"format": 2}, "format 2 is not one this updater reads"),
         ({"files": {"../etc/passwd": {"sha256": "a" * 64, "size": 1}}}, "is not a wheel under wheels/"),
-        ({"files": {"wheels/boto3-1-py3-none-any.whl": {"sha256": "a" * 64, "size": 1}}}, "exactly one venuecam"),
+        (
+            {"files": {"wheels/boto3-1-py3-none-any.whl": {"sha256": "a" * 64, "size": 1}}},
+            "exactly one venuecam",
+        ),
         ({"requires": {"config_version": 1}}, "requires.db_schema: missing"),
     ],
 )

@@ -24,7 +24,9 @@ def booking(start: float, end: float) -> dict[str, Any]:
             "status": "success", "user_name": "x", "user_phone": "0"}  # fmt: skip
 
 
-def test_update_during_a_booking_starts_only_after_it_ends(box: Box, releases: Releases, platform: Any) -> None:
+def test_update_during_a_booking_starts_only_after_it_ends(
+    box: Box, releases: Releases, platform: Any
+) -> None:
     good = releases.build("0.2.0", "migrate")
     start = time.time() - 5
     end = start + 40
@@ -44,12 +46,14 @@ def test_update_during_a_booking_starts_only_after_it_ends(box: Box, releases: R
     time.sleep(5)
     assert box.link("current") == "0.1.0" and box.state()["op"] is None  # still waiting
     out, _ = proc.communicate(timeout=end - time.time() + 300)
-    result = json.loads(out[out.index("{"):])
+    result = json.loads(out[out.index("{") :])
     assert proc.returncode == 0 and result["outcome"] == "committed", out
     started = dt.datetime.fromisoformat(result["started_at"].replace("Z", "+00:00")).timestamp()
     assert started >= end + box.cfg.clips.grace_s - 1, (started, end)
     assert box.link("current") == "0.2.0" and box.state()["pending"] is None
-    print(f"\nFIGURE deferral: asked {end - start - 5:.0f} s before the booking ended, started {started - end:.1f} s after")
+    print(
+        f"\nFIGURE deferral: asked {end - start - 5:.0f} s before the booking ended, started {started - end:.1f} s after"
+    )
 
 
 def test_forced_update_does_not_wait(box: Box, releases: Releases, platform: Any) -> None:

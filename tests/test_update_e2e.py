@@ -61,7 +61,9 @@ def test_broken_release_is_rolled_back(box: Box, releases: Releases, breakage: s
     assert any("rolled back to 0.1.0" in a for a in status["needs_attention"]), status["needs_attention"]
     text = box.venuecam("status", "--no-color").stdout
     assert "rolled back to 0.1.0" in text
-    print(f"\nFIGURE {breakage}: back on 0.1.0 after {result['seconds']} s (gate {result['gate']['seconds']} s)")
+    print(
+        f"\nFIGURE {breakage}: back on 0.1.0 after {result['seconds']} s (gate {result['gate']['seconds']} s)"
+    )
 
 
 def test_release_that_does_not_import_is_refused_before_the_switch(box: Box, releases: Releases) -> None:

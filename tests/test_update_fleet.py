@@ -22,7 +22,7 @@ import pytest
 from conftest import free_port
 from fixtures_platform import start_simulator
 from netns import missing_requirement
-from update_rig import APP, Box, Releases, wait_for
+from update_rig import APP, Box, Releases
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 VENV_BIN = Path(sys.executable).parent
@@ -116,7 +116,7 @@ def start_sshd(fleet: Fleet, i: int, root: Path, client_pub: str) -> None:
                     "Subsystem sftp internal-sftp\n")  # fmt: skip
     Path("/run/sshd").mkdir(exist_ok=True)
     fleet.popen(fleet.boxes[i], ["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)],
-                stdout=subprocess.DEVNULL, stderr=open(root / "sshd.log", "wb"))  # fmt: skip
+                stdout=subprocess.DEVNULL, stderr=open(root / "sshd.log", "wb"))  # noqa: SIM115  # fmt: skip
 
 
 def test_rollout_in_waves_stops_at_the_wave_whose_box_rolls_back(
@@ -136,7 +136,9 @@ def test_rollout_in_waves_stops_at_the_wave_whose_box_rolls_back(
             "aws_secret_access_key='testing-secret-key-0123456789',region_name='us-east-1')\n"
             "for _ in range(100):\n try: c.create_bucket(Bucket='venue-videos'); break\n except Exception: time.sleep(0.2)\n"
             "for p in sys.argv[1:]: c.upload_file(p,'venue-videos','releases/'+p.rsplit('/',1)[1].replace('.bundle','')+('-bad' if '-crash' in p else '')+'.bundle')\n")  # fmt: skip
-    subprocess.run(fleet.argv(fleet.cloud, [sys.executable, "-c", code, str(good), str(bad)]), check=True, timeout=120)
+    subprocess.run(
+        fleet.argv(fleet.cloud, [sys.executable, "-c", code, str(good), str(bad)]), check=True, timeout=120
+    )
     assert moto.poll() is None
 
     client_key = tmp_path / "operator-key"
@@ -148,7 +150,7 @@ def test_rollout_in_waves_stops_at_the_wave_whose_box_rolls_back(
         b.install(base_bundle)
         start_sshd(fleet, i, tmp_path / f"box{i}" / "ssh", pub)
         fleet.popen(fleet.boxes[i], [b.exe(), "--config", str(b.config_path), "supervise"],
-                    stdout=open(b.root / "supervise.out", "ab"), stderr=subprocess.STDOUT)  # fmt: skip
+                    stdout=open(b.root / "supervise.out", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115  # fmt: skip
         boxes.append(b)
     for i, b in enumerate(boxes):
         r = subprocess.run(fleet.argv(fleet.boxes[i], [b.exe(), "--config", str(b.config_path), "update", "--check"]),
@@ -158,8 +160,14 @@ def test_rollout_in_waves_stops_at_the_wave_whose_box_rolls_back(
     inventory = tmp_path / "inventory.ini"
     lines = ["[venuecam]"]
     for i, b in enumerate(boxes):
-        url = "s3://venue-videos/releases/venuecam-0.3.0-bad.bundle" if i == 2 else "s3://venue-videos/releases/venuecam-0.2.0.bundle"
-        lines.append(f"box{i} ansible_host={fleet.addr(i)} venuecam_bin={b.exe()} venuecam_config={b.config_path} bundle_url={url}")
+        url = (
+            "s3://venue-videos/releases/venuecam-0.3.0-bad.bundle"
+            if i == 2
+            else "s3://venue-videos/releases/venuecam-0.2.0.bundle"
+        )
+        lines.append(
+            f"box{i} ansible_host={fleet.addr(i)} venuecam_bin={b.exe()} venuecam_config={b.config_path} bundle_url={url}"
+        )
     lines += ["[venuecam:vars]", "ansible_user=root", "ansible_python_interpreter=/usr/bin/python3"]
     inventory.write_text("\n".join(lines) + "\n")
     env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_PRIVATE_KEY_FILE": str(client_key),
@@ -178,7 +186,10 @@ def test_rollout_in_waves_stops_at_the_wave_whose_box_rolls_back(
     assert set(reports) == {"box0", "box1", "box2"}, reports  # boxes 3 and 4: never reached
     assert "release 0.2.0" in reports["box0"] and "last update committed" in reports["box0"]
     assert "release 0.2.0" in reports["box1"]
-    assert "release 0.1.0" in reports["box2"] and "rolled back to 0.1.0: 0.3.0 failed its health gate" in reports["box2"]
+    assert (
+        "release 0.1.0" in reports["box2"]
+        and "rolled back to 0.1.0: 0.3.0 failed its health gate" in reports["box2"]
+    )
     assert "program watchdog:watchdog" in reports["box2"]
     for i, want in enumerate(["0.2.0", "0.2.0", "0.1.0", "0.1.0", "0.1.0"]):
         assert boxes[i].link("current") == want, (i, boxes[i].link("current"))

@@ -47,7 +47,9 @@ def schema(box: Box) -> int:
 def cut_at(box: Box, bundle: Path, step: str) -> None:
     proc = box.update_bg(str(bundle), env={STOP_AT_ENV: step})
     wait_for(f"the updater frozen at {step}", lambda: frozen(proc.pid) or proc.poll() is not None, 240, 0.1)
-    assert proc.poll() is None, f"the updater ended before {step}: {proc.stdout.read() if proc.stdout else ''}"
+    assert proc.poll() is None, (
+        f"the updater ended before {step}: {proc.stdout.read() if proc.stdout else ''}"
+    )
     assert box.state()["op"]["step"] == step
     box.power_cut()
     box.boot()

@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,21 +32,54 @@ BOX_PYTHON = "/usr/bin/python3"
 
 # name -> (file under app/venuecam, text to add or (old, new)) making a broken release.
 BREAKAGES: dict[str, list[tuple[str, Any]]] = {
-    "migrate": [("db.py", ("SCHEMA_VERSION = 1\n", "SCHEMA_VERSION = 2\n")),
-                ("db.py", ("MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {}\n",
-                           "def _m2(db: SqliteDatabase) -> None:\n"
-                           "    db.execute_sql('ALTER TABLE bookings ADD COLUMN update_probe TEXT')\n\n\n"
-                           "MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {2: _m2}\n"))],
-    "import": [("worker/main.py", "\nraise ImportError('deliberately broken release: this module does not import')\n")],
-    "crash": [("watchdog/main.py", ("def run(args: argparse.Namespace) -> int:\n",
-                                    "def run(args: argparse.Namespace) -> int:\n"
-                                    "    import threading\n"
-                                    "    threading.Timer(3.0, lambda: __import__('os')._exit(3)).start()  # deliberately broken\n"))],
-    "no_segment": [("capture/main.py", ("def run(args: argparse.Namespace) -> int:\n",
-                                        "def run(args: argparse.Namespace) -> int:\n"
-                                        "    import time\n\n    time.sleep(10**6)  # deliberately broken: never records\n"))],
-    "bad_upload": [("storage/client.py", ("endpoint_url=storage.effective_endpoint,",
-                                          "endpoint_url=storage.effective_endpoint + '/deliberately-broken',"))],
+    "migrate": [
+        ("db.py", ("SCHEMA_VERSION = 1\n", "SCHEMA_VERSION = 2\n")),
+        (
+            "db.py",
+            (
+                "MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {}\n",
+                "def _m2(db: SqliteDatabase) -> None:\n"
+                "    db.execute_sql('ALTER TABLE bookings ADD COLUMN update_probe TEXT')\n\n\n"
+                "MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {2: _m2}\n",
+            ),
+        ),
+    ],
+    "import": [
+        (
+            "worker/main.py",
+            "\nraise ImportError('deliberately broken release: this module does not import')\n",
+        )
+    ],
+    "crash": [
+        (
+            "watchdog/main.py",
+            (
+                "def run(args: argparse.Namespace) -> int:\n",
+                "def run(args: argparse.Namespace) -> int:\n"
+                "    import threading\n"
+                "    threading.Timer(3.0, lambda: __import__('os')._exit(3)).start()  # deliberately broken\n",
+            ),
+        )
+    ],
+    "no_segment": [
+        (
+            "capture/main.py",
+            (
+                "def run(args: argparse.Namespace) -> int:\n",
+                "def run(args: argparse.Namespace) -> int:\n"
+                "    import time\n\n    time.sleep(10**6)  # deliberately broken: never records\n",
+            ),
+        )
+    ],
+    "bad_upload": [
+        (
+            "storage/client.py",
+            (
+                "endpoint_url=storage.effective_endpoint,",
+                "endpoint_url=storage.effective_endpoint + '/deliberately-broken',",
+            ),
+        )
+    ],
 }
 
 

@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         if args.apply_config:
             return _apply_config(up, Path(args.apply_config), args)
         if not args.source:
-            raise SystemExit("venuecam update: give a bundle or URL, or one of --status, --rollback, --tick (see --help)")
+            raise SystemExit(
+                "venuecam update: give a bundle or URL, or one of --status, --rollback, --tick (see --help)"
+            )
         bundle_path, report = _fetch(up, args.source)
         v = up.check_bundle(bundle_path, args.allow_downgrade)
         if not args.force and not _wait_for_window(up, args, str(bundle_path), v.manifest.version, report):
@@ -142,7 +144,9 @@ def _wait_for_window(up: Any, args: argparse.Namespace, bundle: str, version: st
             pending["requested_at"] = old.get("requested_at") or pending["requested_at"]
         up.journal.update(pending=pending)
         if not args.wait:
-            _out(f"update to {version} deferred: {'; '.join(reasons)}; it runs {when} (`venuecam update --status`)")
+            _out(
+                f"update to {version} deferred: {'; '.join(reasons)}; it runs {when} (`venuecam update --status`)"
+            )
             if args.json:
                 print(json.dumps({"outcome": "deferred", "to": version, "waiting": reasons, "next": when}))
             return False
@@ -241,7 +245,11 @@ def _self_check(path: str) -> int:
     config.load(path)
     for module, _ in COMMANDS.values():
         importlib.import_module(module)
-    print(json.dumps({"version": __version__, "db_schema": db.SCHEMA_VERSION, "config_version": config.CONFIG_VERSION}))
+    print(
+        json.dumps(
+            {"version": __version__, "db_schema": db.SCHEMA_VERSION, "config_version": config.CONFIG_VERSION}
+        )
+    )
     return 0
 
 

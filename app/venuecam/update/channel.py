@@ -56,7 +56,10 @@ def poll(updater: Any) -> tuple[str, dict[str, Any] | None]:
         return f"skipping {version}: it was rolled back on this box", None
     slot = rollout_slot(cfg.device.device_id)
     if slot >= doc["rollout_percent"]:
-        return f"{version} is not rolled out to this box yet (slot {slot}, rollout {doc['rollout_percent']} %)", None
+        return (
+            f"{version} is not rolled out to this box yet (slot {slot}, rollout {doc['rollout_percent']} %)",
+            None,
+        )
     bundle_url = download.resolve(url, doc["url"])
     dest = updater.journal.dir / "downloads" / f"venuecam-{version}.bundle"
     report = download.download(cfg, bundle_url, dest, out=updater.out)

@@ -133,7 +133,9 @@ def download(cfg: Config, url: str, dest: Path, give_up_s: float = 3600,
             raise
         except (OSError, requests.RequestException) as e:
             if time.monotonic() > deadline:
-                raise DownloadError(f"{redact_url(url)}: gave up after {give_up_s:.0f} s: {e.__class__.__name__}") from None
+                raise DownloadError(
+                    f"{redact_url(url)}: gave up after {give_up_s:.0f} s: {e.__class__.__name__}"
+                ) from None
             wait = RETRY_S[min(pause, len(RETRY_S) - 1)]
             pause += 1
             out(f"  download interrupted at {part.stat().st_size if part.exists() else 0} bytes "

@@ -34,9 +34,19 @@ from venuecam.update.layout import InstallError, Layout
 from venuecam.update.manifest import BundleError
 from venuecam.update.stack import Stack, dbop, run_as_owner
 
-FORWARD = ["verified", "installed", "checked", "stopped", "backed_up", "switched", "started", "gating", "passed"]
+FORWARD = [
+    "verified",
+    "installed",
+    "checked",
+    "stopped",
+    "backed_up",
+    "switched",
+    "started",
+    "gating",
+    "passed",
+]
 BACKWARD = ["rolling_back", "switched_back", "restored"]
-TOUCHED = set(FORWARD[FORWARD.index("stopped"):]) | set(BACKWARD)  # the running box was changed
+TOUCHED = set(FORWARD[FORWARD.index("stopped") :]) | set(BACKWARD)  # the running box was changed
 STOP_AT_ENV = "VENUECAM_UPDATE_STOP_AT"  # tests: freeze (SIGSTOP) right after this step is journaled
 
 
@@ -95,15 +105,23 @@ class Updater:
         box_py = self._box_python_version() or py
         machine = os.uname().machine
         if (m.python, m.machine) != (box_py, machine):
-            raise Refused(f"{path.name} is built for Python {m.python} on {m.machine}; this box has Python {box_py} on {machine}")
+            raise Refused(
+                f"{path.name} is built for Python {m.python} on {m.machine}; this box has Python {box_py} on {machine}"
+            )
         current = self.layout.current()
         if current and not allow_downgrade and not mf.newer(m.version, current):
-            raise Refused(f"{path.name} is {m.version}, not newer than {current} (--allow-downgrade to go back)")
+            raise Refused(
+                f"{path.name} is {m.version}, not newer than {current} (--allow-downgrade to go back)"
+            )
         needs = m.requires
         if needs.get("update_from") and current and mf.newer(needs["update_from"], current):
-            raise Refused(f"{m.version} updates only from {needs['update_from']} or later; this box runs {current}")
+            raise Refused(
+                f"{m.version} updates only from {needs['update_from']} or later; this box runs {current}"
+            )
         if needs["config_version"] > config_mod.CONFIG_VERSION:
-            raise Refused(f"{m.version} needs config format {needs['config_version']}; this box's is {config_mod.CONFIG_VERSION}")
+            raise Refused(
+                f"{m.version} needs config format {needs['config_version']}; this box's is {config_mod.CONFIG_VERSION}"
+            )
         schema = int(dbop(self.cfg, "version", str(self.cfg.db_path))["schema"])  # type: ignore[index]
         if schema and schema < needs["db_schema"]:
             raise Refused(f"{m.version} migrates databases from schema {needs['db_schema']}; this box's is {schema}: "
@@ -179,26 +197,38 @@ class Updater:
 
         with tempfile.TemporaryDirectory(prefix="unpack-", dir=self.journal.dir / "downloads") as tmp:
             files = bundle.extract(v, Path(tmp))
-            marker = {**v.manifest.summary(), "signer": v.signer, "bundle_sha256": v.sha256, "installed_at": _now()}
+            marker = {
+                **v.manifest.summary(),
+                "signer": v.signer,
+                "bundle_sha256": v.sha256,
+                "installed_at": _now(),
+            }
             fresh = self.layout.install(v.manifest.version, sorted(files.values()), self.u.python, marker)
         self.out(f"  {'installed' if fresh else 'already installed'}: {self.layout.dir(v.manifest.version)}")
 
     def _self_check(self, version: str) -> None:
         exe = self.layout.dir(version) / "bin" / "venuecam"
-        r = run_as_owner([str(exe), "--config", self.config_path, "update", "--self-check"], self.cfg.db_path, timeout=300)
+        r = run_as_owner(
+            [str(exe), "--config", self.config_path, "update", "--self-check"], self.cfg.db_path, timeout=300
+        )
         if r.returncode != 0:
             last = (r.stderr or r.stdout).strip().splitlines()[-1:] or [f"exit {r.returncode}"]
             raise Refused(f"{version} does not start: {last[0][:300]}")
         try:
             said = json.loads(r.stdout)
         except ValueError:
-            raise Refused(f"{version} does not start: its self-check said {r.stdout.strip()[:200]!r}") from None
+            raise Refused(
+                f"{version} does not start: its self-check said {r.stdout.strip()[:200]!r}"
+            ) from None
         if said.get("version") != version:
             raise Refused(f"{version}: its code says it is {said.get('version')!r}")
 
     def _failed_before_switch(self, op: dict[str, Any], reason: str) -> dict[str, Any]:
         self.out(f"  failed before the switch: {reason}")
-        if op.get("kind") == "release" and op["to"] not in (self.layout.current(), self.layout._link("committed")):
+        if op.get("kind") == "release" and op["to"] not in (
+            self.layout.current(),
+            self.layout._link("committed"),
+        ):
             self.layout.remove(op["to"])
         return self._finish(op, "failed", reason)
 
@@ -212,8 +242,12 @@ class Updater:
         result = self._finish(op, "committed")
         failed = self.journal.read().get("failed") or {}
         failed.pop(op["to"], None)
-        self.journal.update(failed=failed, acknowledged=None, previous=op.get("from"), previous_backup=op.get("backup"))
-        self.out(f"committed {op['to']} (previous {op.get('from')} kept{', removed ' + ', '.join(gone) if gone else ''})")
+        self.journal.update(
+            failed=failed, acknowledged=None, previous=op.get("from"), previous_backup=op.get("backup")
+        )
+        self.out(
+            f"committed {op['to']} (previous {op.get('from')} kept{', removed ' + ', '.join(gone) if gone else ''})"
+        )
         return result
 
     def apply_config(self, new: Path, forced: bool = False) -> dict[str, Any]:
@@ -313,7 +347,9 @@ class Updater:
             return self._commit(op) if op.get("kind") != "config" else self._finish(op, "committed")
         if step in TOUCHED:
             when = "at boot" if boot else "after the updater stopped"
-            return self.rollback(op, f"interrupted at {step} (power cut, reboot or kill), found {when}", boot=boot)
+            return self.rollback(
+                op, f"interrupted at {step} (power cut, reboot or kill), found {when}", boot=boot
+            )
         return self._failed_before_switch(op, f"interrupted at {step}, before the switch: nothing changed")
 
     def rollback_by_hand(self, force: bool) -> dict[str, Any]:

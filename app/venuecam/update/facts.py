@@ -18,7 +18,9 @@ def _link(root: Path, name: str) -> str | None:
         return None
 
 
-def summary(install_dir: str, state_dir: str, max_wait_hours: float, now: dt.datetime | None = None) -> dict[str, Any]:
+def summary(
+    install_dir: str, state_dir: str, max_wait_hours: float, now: dt.datetime | None = None
+) -> dict[str, Any]:
     root = Path(install_dir)
     try:
         state = json.loads((Path(state_dir) / "state.json").read_text())
@@ -40,7 +42,9 @@ def summary(install_dir: str, state_dir: str, max_wait_hours: float, now: dt.dat
         out["in_progress"] = {k: op.get(k) for k in ("from", "to", "step", "started_at", "origin")}
     pending = state.get("pending")
     if pending:
-        out["pending"] = {k: pending.get(k) for k in ("version", "requested_at", "waiting", "next", "origin", "asked_human")}
+        out["pending"] = {
+            k: pending.get(k) for k in ("version", "requested_at", "waiting", "next", "origin", "asked_human")
+        }
         if pending.get("asked_human"):
             out["attention"].append(
                 f"update to {pending.get('version')} has waited over {max_wait_hours:g} h for a free window "

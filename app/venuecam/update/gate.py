@@ -40,7 +40,12 @@ class Result:
     checks: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "reason": self.reason, "seconds": round(self.seconds, 1), "checks": self.checks}
+        return {
+            "ok": self.ok,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 1),
+            "checks": self.checks,
+        }
 
 
 def baseline(cfg: Config) -> dict[str, Any]:
@@ -56,7 +61,9 @@ def baseline(cfg: Config) -> dict[str, Any]:
 
 
 def _rpc(cfg: Config) -> Any:
-    return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=UnixTransport(str(cfg.supervisor_socket), 5))
+    return xmlrpc.client.ServerProxy(
+        "http://localhost/RPC2", transport=UnixTransport(str(cfg.supervisor_socket), 5)
+    )
 
 
 def _why_exited(cfg: Config, name: str, info: dict[str, Any]) -> str:
@@ -103,7 +110,12 @@ class Gate:
                 if not stable:
                     waiting.insert(0, self.checks.get("programs", "programs not up"))
                 why = "; ".join(waiting)
-                return Result(False, f"health gate timed out after {timeout:.0f} s: {why}", time.monotonic() - t0, self.checks)
+                return Result(
+                    False,
+                    f"health gate timed out after {timeout:.0f} s: {why}",
+                    time.monotonic() - t0,
+                    self.checks,
+                )
             time.sleep(POLL_S)
 
     # Each check returns None (passed), ("wait", what is missing) or ("fail", why).
@@ -113,7 +125,9 @@ class Gate:
             infos = _rpc(self.cfg).supervisor.getAllProcessInfo()
         except (OSError, xmlrpc.client.Error) as e:
             tail = self.stack.log_tail()
-            self.checks["programs"] = f"supervisord not answering ({e.__class__.__name__}){': ' + tail if tail else ''}"
+            self.checks["programs"] = (
+                f"supervisord not answering ({e.__class__.__name__}){': ' + tail if tail else ''}"
+            )
             return None
         youngest = None
         for info in infos:
@@ -132,7 +146,9 @@ class Gate:
         if youngest is not None and youngest >= stable_s:
             self.checks["programs"] = f"ok: {len(infos)} RUNNING for {youngest:.0f} s without a restart"
         else:
-            self.checks["programs"] = f"waiting: programs up for {max(youngest or 0, 0):.0f} of {stable_s:.0f} s"
+            self.checks["programs"] = (
+                f"waiting: programs up for {max(youngest or 0, 0):.0f} of {stable_s:.0f} s"
+            )
         return None
 
     def _socket(self) -> tuple[str, str] | None:
@@ -171,7 +187,12 @@ class Gate:
             except (ValueError, KeyError, TypeError):
                 duration = 0.0
             if probe.returncode != 0 or duration <= 0:
-                return [("fail", f"camera {name}: new segment {Path(path).name} is not readable: {probe.stderr.strip()[:200]}")]
+                return [
+                    (
+                        "fail",
+                        f"camera {name}: new segment {Path(path).name} is not readable: {probe.stderr.strip()[:200]}",
+                    )
+                ]
             self.segments_ok.add(name)
             self.checks[f"camera {name}"] = f"ok: {Path(path).name} ({duration:.1f} s, ffprobe)"
         return out
@@ -191,7 +212,10 @@ class Gate:
             return None
         failed = [j for j in jobs if j.get("state") == "failed"]
         if failed:
-            return ("fail", f"booking sync {failed[0]['jobId']} failed: {(failed[0].get('error') or '')[:200]}")
+            return (
+                "fail",
+                f"booking sync {failed[0]['jobId']} failed: {(failed[0].get('error') or '')[:200]}",
+            )
         self.checks["booking sync"] = "waiting: no completed sync since the switch"
         return ("wait", "no booking sync completed since the switch")
 
@@ -201,7 +225,11 @@ class Gate:
         if not self.checks.get("status socket", "").startswith("ok"):
             return ("wait", "upload probe not run yet")
         exe = self.release_dir / "bin" / "venuecam"
-        r = run_as_owner([str(exe), "--config", self.config_path, "update", "--probe-upload"], self.cfg.db_path, timeout=120)
+        r = run_as_owner(
+            [str(exe), "--config", self.config_path, "update", "--probe-upload"],
+            self.cfg.db_path,
+            timeout=120,
+        )
         if r.returncode != 0:
             last = (r.stderr or r.stdout).strip().splitlines()[-1:] or [f"exit {r.returncode}"]
             return ("fail", f"upload probe failed: {last[0][:300]}")

@@ -48,7 +48,9 @@ class Journal:
         except FileNotFoundError:
             return empty()
         except (OSError, ValueError) as e:
-            raise VenuecamError(f"{self.path}: unreadable update journal ({e}); move it aside to start afresh") from None
+            raise VenuecamError(
+                f"{self.path}: unreadable update journal ({e}); move it aside to start afresh"
+            ) from None
         return {**empty(), **data} if isinstance(data, dict) else empty()
 
     def write(self, state: dict[str, Any]) -> None:
@@ -86,7 +88,9 @@ class Journal:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                raise Busy(f"another update is running (pid {holder}); `venuecam update --status` shows it") from None
+                raise Busy(
+                    f"another update is running (pid {holder}); `venuecam update --status` shows it"
+                ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield

@@ -85,12 +85,17 @@ class Layout:
         if have and have.get("digest") == marker.get("digest") and self.complete(version):
             return False
         if version in (self.current(), self._link("committed")):
-            raise InstallError(f"release {version} is in use with different contents: give the new build a new version")
+            raise InstallError(
+                f"release {version} is in use with different contents: give the new build a new version"
+            )
         target = self.dir(version)
         self.remove(version)
         self.releases.mkdir(parents=True, exist_ok=True)
         # --system-site-packages: on Raspberry Pi OS that is how python3-picamera2 is seen.
-        _run([python, "-m", "venv", "--without-pip", "--system-site-packages", str(target)], "making the virtualenv")
+        _run(
+            [python, "-m", "venv", "--without-pip", "--system-site-packages", str(target)],
+            "making the virtualenv",
+        )
         # This release's pip installs the next one; the bundle carries pip for the one after.
         _run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install", "--quiet",
               "--no-index", "--no-deps", "--ignore-installed", "--disable-pip-version-check",

@@ -42,7 +42,9 @@ def owner_ids(path: Path) -> tuple[int, int] | None:
     return st.st_uid, st.st_gid
 
 
-def run_as_owner(argv: list[str], owner_of: Path, timeout: float = 300, **kw: Any) -> subprocess.CompletedProcess[str]:
+def run_as_owner(
+    argv: list[str], owner_of: Path, timeout: float = 300, **kw: Any
+) -> subprocess.CompletedProcess[str]:
     ids = owner_ids(owner_of)
     extra: dict[str, Any] = {}
     if ids:

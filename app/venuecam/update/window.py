@@ -57,7 +57,9 @@ def blockers(cfg: Config, now_ts: float | None = None) -> tuple[list[str], float
                 " WHERE t.status = 'processing' AND (t.task_type = 'clip' OR (t.task_type = 'upload_r2'"
                 " AND b.end_ts >= ?))", _json([now_ts - LIVE_UPLOAD_S]))  # fmt: skip
     for task_type, booking_id in rows:  # type: ignore[misc]
-        reasons.append(f"{'a clip is being cut' if task_type == 'clip' else 'a live upload runs'} for {booking_id}")
+        reasons.append(
+            f"{'a clip is being cut' if task_type == 'clip' else 'a live upload runs'} for {booking_id}"
+        )
     return reasons, until
 
 
