@@ -11,7 +11,11 @@ APT_TEST := $(APT_RUN) iproute2 iptables ethtool shellcheck openssh-server opens
             rclone mmdebstrap qemu-user-static qemu-system-arm qemu-utils binfmt-support \
             dosfstools mtools e2fsprogs fdisk bmap-tools xz-utils cpio arch-test
 
-.PHONY: help run test test-fast bench image lint clean deps-run deps-test venv
+# `make release`: the signing key lives outside the repo (never commit it).
+RELEASE_KEY    ?= $(HOME)/.config/venuecam/release-key
+RELEASE_TARGET ?= 3.13-aarch64
+
+.PHONY: help run test test-fast bench image lint clean deps-run deps-test venv release release-key
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +58,12 @@ bench: deps-test venv | $(BUILD) ## measure speed and memory; prints a table, wr
 
 image: venv ## build the SD-card image into build/image/
 	image/build.sh
+
+release: venv | $(BUILD) ## signed build/release/venuecam-<version>.bundle (RELEASE_KEY, RELEASE_TARGET=host for this machine)
+	$(PY) -m venuecam.update.build release --key $(RELEASE_KEY) --target $(RELEASE_TARGET) --out $(BUILD)/release
+
+release-key: venv ## make the release signing key at RELEASE_KEY; prints the line for rootfs/etc/venuecam/release-signers
+	$(PY) -m venuecam.update.build key --out $(RELEASE_KEY)
 
 clean: ## remove build output and the demo's data (keeps the cached image base)
 	rm -rf demo-data $(BUILD)/bench.json

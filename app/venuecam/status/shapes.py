@@ -91,6 +91,7 @@ def needs_attention(snapshot: dict[str, Any]) -> list[str]:
             f"since {exp.get('oldest_created_at')}): still delivered when they can be; "
             "`venuecam queue cancel --expired` gives them up"
         )
+    out += (snapshot.get("update") or {}).get("attention", [])
     return out
 
 
