@@ -25,6 +25,7 @@ def cut_box(tmp_path_factory: pytest.TempPathFactory, releases: Releases, base_b
             s3_server: Any, platform_server: Any) -> Iterator[Box]:  # fmt: skip
     s3_server.reset()
     s3_server.client().create_bucket(Bucket="venue-videos")
+    platform_server.reset()  # no booking another module left on the shared simulator defers the update
     b = Box(tmp_path_factory.mktemp("powercut") / "box", releases, s3_server.endpoint, platform_server.url)
     b.install(base_bundle)
     b.start()

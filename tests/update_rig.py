@@ -36,7 +36,8 @@ BASE_SCHEMA = db_mod.SCHEMA_VERSION
 # name -> (file under app/venuecam, text to add or (old, new)) making a broken release.
 BREAKAGES: dict[str, list[tuple[str, Any]]] = {
     "migrate": [
-        ("db.py", (f"SCHEMA_VERSION = {BASE_SCHEMA}\n", f"SCHEMA_VERSION = {BASE_SCHEMA + 1}\n")),
+        # At the start of a line: db.py's docstring shows an indented example of the same line.
+        ("db.py", (f"\nSCHEMA_VERSION = {BASE_SCHEMA}\n", f"\nSCHEMA_VERSION = {BASE_SCHEMA + 1}\n")),
         (
             "db.py",
             "\n\ndef _m_update_probe(db: SqliteDatabase) -> None:\n"
