@@ -24,9 +24,12 @@ tar -C "$root" --numeric-owner -xpf "$base_tar"
 chroot_mount "$root"
 trap 'chroot_umount "$root"' EXIT
 
-# Runtime packages: already in the Debian base, installed from the network on another base.
+# Runtime packages: already in the Debian base, installed from the network on another base
+# (with the Pi camera stack on Raspberry Pi OS, whose archive has it).
+wanted=("${RUNTIME_PACKAGES[@]}")
+[[ -e "$root/etc/rpi-issue" ]] && wanted+=("${RASPIOS_EXTRA_PACKAGES[@]}")
 missing=()
-for pkg in "${RUNTIME_PACKAGES[@]}"; do
+for pkg in "${wanted[@]}"; do
   [[ -e "$root/var/lib/dpkg/info/$pkg.list" || -e "$root/var/lib/dpkg/info/$pkg:arm64.list" ]] \
     || missing+=("$pkg")
 done
@@ -38,6 +41,8 @@ if ((${#missing[@]})); then
   in_chroot "$root" apt-get install -y -q --no-install-recommends "${missing[@]}"
   in_chroot "$root" apt-get clean
 fi
+py=$(in_chroot "$root" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+[[ "$py" == "$IMAGE_PYTHON" ]] || die "the base has Python $py, the wheels are for $IMAGE_PYTHON (image/config.sh)"
 
 log "venuecam system user and group"
 getent_in() { in_chroot "$root" getent "$@" >/dev/null; }
@@ -72,18 +77,28 @@ install -d -m 0755 "$root/usr/lib/venuecam"
 install -m 0755 "$REPO_DIR/provisioning/firstboot.py" "$root/usr/lib/venuecam/firstboot.py"
 install -m 0755 "$REPO_DIR/provisioning/fault-led.py" "$root/usr/lib/venuecam/fault-led.py"
 install -m 0644 "$REPO_DIR/provisioning/venuecam.example.toml" "$root/usr/lib/venuecam/venuecam.example.toml"
-install -m 0644 "$REPO_DIR"/systemd/*.service "$root/etc/systemd/system/"
+install -m 0644 "$REPO_DIR"/systemd/*.service "$REPO_DIR"/systemd/*.timer "$root/etc/systemd/system/"
 install -d -m 0750 -g "$(in_chroot "$root" getent group venuecam | cut -d: -f3)" "$root/etc/venuecam"
 install -d -m 0750 "$root/var/lib/venuecam"
 units=()
-for unit in "$REPO_DIR"/systemd/*.service; do units+=("$(basename "$unit")"); done
-in_chroot "$root" systemctl enable "${units[@]}" ssh.service NetworkManager.service systemd-timesyncd.service
+for unit in "$REPO_DIR"/systemd/*.service "$REPO_DIR"/systemd/*.timer; do
+  grep -q '^\[Install\]' "$unit" && units+=("$(basename "$unit")")
+done
+in_chroot "$root" systemctl enable "${units[@]}" ssh.service NetworkManager.service \
+  systemd-timesyncd.service avahi-daemon.service
 # Nothing on the box should wake up to fetch package lists or scrub in the background.
 in_chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
   e2scrub_reap.service man-db.timer 2>/dev/null || true
 in_chroot "$root" systemctl set-default multi-user.target
-# Raspberry Pi OS only: its tty user wizard and root-resize would fight our layout.
-in_chroot "$root" systemctl disable userconfig.service 2>/dev/null || true
+# Raspberry Pi OS only: its user wizard, cloud-init and root resize would fight our first boot
+# and our partition layout (venuecam.toml provisions the box; the data partition grows).
+if [[ -e "$root/etc/rpi-issue" ]]; then
+  for unit in userconfig.service cloud-init.target cloud-init-main.service cloud-init-local.service \
+    cloud-init-network.service cloud-config.service cloud-final.service rpi-resize.service \
+    rpi-resize-swap-file.service; do
+    in_chroot "$root" systemctl mask "$unit" >/dev/null 2>&1 || true
+  done
+fi
 
 log "cleaning up"
 in_chroot "$root" apt-get clean
