@@ -27,7 +27,8 @@ if [[ ! -d "$deps_dir" ]]; then
   rm -rf "$deps_dir.tmp"
   "$pip" download --quiet --only-binary=:all: -c "$constraints" -d "$deps_dir.tmp" \
     --platform manylinux2014_aarch64 --platform linux_aarch64 --platform any \
-    --python-version "$IMAGE_PYTHON" --implementation cp --abi "cp${IMAGE_PYTHON//./}" "$app_wheel" >&2
+    --python-version "$IMAGE_PYTHON" --implementation cp --abi "cp${IMAGE_PYTHON//./}" "$app_wheel" \
+    pytest >&2  # pytest: the installer's hardware check on the box (venuecam-hw-check)
   rm -f "$deps_dir.tmp"/venuecam-*.whl
   mv "$deps_dir.tmp" "$deps_dir"
 fi

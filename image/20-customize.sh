@@ -65,7 +65,7 @@ rm -rf "${root:?}$release"
 # System site packages: on Raspberry Pi OS this is how python3-picamera2/libcamera are seen.
 in_chroot "$root" python3 -m venv --system-site-packages "$release"
 in_chroot "$root" "$release/bin/python" -m pip install --quiet --no-index --find-links /tmp/wheels \
-  --disable-pip-version-check --no-warn-script-location "venuecam==$version"
+  --disable-pip-version-check --no-warn-script-location "venuecam==$version" pytest
 ln -sfn "releases/$version" "$root/opt/venuecam/current"
 in_chroot "$root" /opt/venuecam/current/bin/venuecam --version
 # `venuecam status` over ssh: the command is on root's PATH.
@@ -77,6 +77,10 @@ install -d -m 0755 "$root/usr/lib/venuecam"
 install -m 0755 "$REPO_DIR/provisioning/firstboot.py" "$root/usr/lib/venuecam/firstboot.py"
 install -m 0755 "$REPO_DIR/provisioning/fault-led.py" "$root/usr/lib/venuecam/fault-led.py"
 install -m 0644 "$REPO_DIR/provisioning/venuecam.example.toml" "$root/usr/lib/venuecam/venuecam.example.toml"
+# The installer's hardware check (README "Checking a box"): `venuecam-hw-check` over ssh.
+install -d -m 0755 "$root/usr/lib/venuecam/hw-check"
+install -m 0644 "$REPO_DIR"/tests/hardware/*.py "$root/usr/lib/venuecam/hw-check/"
+install -m 0755 "$REPO_DIR/provisioning/venuecam-hw-check" "$root/usr/local/bin/venuecam-hw-check"
 install -m 0644 "$REPO_DIR"/systemd/*.service "$REPO_DIR"/systemd/*.timer "$root/etc/systemd/system/"
 install -d -m 0750 -g "$(in_chroot "$root" getent group venuecam | cut -d: -f3)" "$root/etc/venuecam"
 install -d -m 0750 "$root/var/lib/venuecam"
