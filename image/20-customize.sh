@@ -81,15 +81,16 @@ install -m 0644 "$REPO_DIR/provisioning/venuecam.example.toml" "$root/usr/lib/ve
 install -d -m 0755 "$root/usr/lib/venuecam/hw-check"
 install -m 0644 "$REPO_DIR"/tests/hardware/*.py "$root/usr/lib/venuecam/hw-check/"
 install -m 0755 "$REPO_DIR/provisioning/venuecam-hw-check" "$root/usr/local/bin/venuecam-hw-check"
-install -m 0644 "$REPO_DIR"/systemd/*.service "$REPO_DIR"/systemd/*.timer "$root/etc/systemd/system/"
+install -m 0644 "$REPO_DIR"/systemd/*.service "$root/etc/systemd/system/"
 install -d -m 0750 -g "$(in_chroot "$root" getent group venuecam | cut -d: -f3)" "$root/etc/venuecam"
 install -d -m 0750 "$root/var/lib/venuecam"
 units=()
-for unit in "$REPO_DIR"/systemd/*.service "$REPO_DIR"/systemd/*.timer; do
+for unit in "$REPO_DIR"/systemd/*.service; do
   grep -q '^\[Install\]' "$unit" && units+=("$(basename "$unit")")
 done
+# fake-hwclock: the last known time saved hourly and at shutdown, loaded at boot (no RTC).
 in_chroot "$root" systemctl enable "${units[@]}" ssh.service NetworkManager.service \
-  systemd-timesyncd.service avahi-daemon.service
+  systemd-timesyncd.service avahi-daemon.service fake-hwclock-load.service fake-hwclock-save.timer
 # Nothing on the box should wake up to fetch package lists or scrub in the background.
 in_chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
   e2scrub_reap.service man-db.timer 2>/dev/null || true
