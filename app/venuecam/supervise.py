@@ -241,7 +241,7 @@ def _run_notified(argv: list[str], cfg: config.Config, notifier: sdnotify.Notifi
             print(f"venuecam supervise: stack {'healthy' if verdict.healthy else 'UNHEALTHY'}: "
                   f"{verdict.reason}", file=sys.stderr, flush=True)  # fmt: skip
             last_reason = verdict.reason
-        if verdict.healthy and not stop:
+        if ready and verdict.healthy and not stop:
             notifier.send("WATCHDOG=1")
         deadline = time.monotonic() + period
         while child.poll() is None and time.monotonic() < deadline:

@@ -81,11 +81,19 @@ def test_first_boot_applied_the_config_and_scrubbed_the_card(box: qemu_pi.PiBox)
     assert "overwrote and removed /boot/firmware/venuecam.toml" in journal
     for secret in (API_TOKEN, S3_SECRET, WIFI_PSK):
         assert secret not in applied and secret not in journal
-    # Not a byte of the secrets left anywhere on the FAT partition (the guest's view of it).
+    # Not a byte of the secrets left anywhere on the FAT partition: as the guest reads its
+    # block device, and as the card's own bytes read here once the guest synced them.
     dev = box.out("findmnt -no SOURCE /boot/firmware").strip()
+    box.out("sync")
     for secret in (API_TOKEN, S3_SECRET, WIFI_PSK):
         found = box.run(f"grep -c -a -F '{secret}' {dev}")[1].strip()
         assert found == "0", f"{secret[:4]}... still on {dev}"
+    part = qemu_pi.partitions(box.disk)[0]
+    with box.disk.open("rb") as f:
+        f.seek(int(part["start"]) * 512)  # type: ignore[call-overload]
+        fat = f.read(int(part["size"]) * 512)  # type: ignore[call-overload]
+    for secret in (API_TOKEN, S3_SECRET, WIFI_PSK):
+        assert secret.encode() not in fat, f"{secret[:4]}... still in the card's FAT partition"
 
 
 def test_data_partition_grew_and_root_b_was_kept(box: qemu_pi.PiBox) -> None:
