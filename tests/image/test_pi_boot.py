@@ -54,7 +54,7 @@ def test_booted_from_its_own_boot_files(box: qemu_pi.PiBox) -> None:
     print(f"\n{box.machine}: {model.strip()} from {kernel}, {initrd}, {dtb}; root {root[0]}")
     assert "Raspberry Pi" in model
     assert "root=PARTUUID=7e5ca3a0-02" in cmdline
-    assert root[0] == "/dev/mmcblk0p2" or root[0].startswith("/dev/mmcblk") and root[0].endswith("p2")
+    assert re.fullmatch(r"/dev/mmcblk\dp2", root[0]), root  # the SD card, partition 2 (slot A)
     assert "rw" in root[1].split(",")
     # No virtio anywhere: the SD card is on the Pi's own host controller.
     assert box.out("ls /sys/bus/virtio/devices 2>/dev/null | wc -l").strip() == "0"
@@ -97,7 +97,8 @@ def test_first_boot_applied_the_config_and_scrubbed_the_card(box: qemu_pi.PiBox)
 
 
 def test_data_partition_grew_and_root_b_was_kept(box: qemu_pi.PiBox) -> None:
-    parts = box.out("lsblk -bnro NAME,SIZE,PARTN,LABEL /dev/mmcblk0").splitlines()
+    disk = "/dev/" + box.out("lsblk -no PKNAME $(findmnt -no SOURCE /)").strip()
+    parts = box.out(f"lsblk -bnro NAME,SIZE,PARTN,LABEL {disk}").splitlines()
     by_number = {
         int(p.split()[2]): p.split() for p in parts if len(p.split()) >= 3 and p.split()[2].isdigit()
     }
@@ -106,7 +107,7 @@ def test_data_partition_grew_and_root_b_was_kept(box: qemu_pi.PiBox) -> None:
     data_bytes = int(box.out("findmnt -bno SIZE /var/lib/venuecam"))
     card = box.card_bytes  # type: ignore[attr-defined]
     assert data_bytes > card - 2 * int(by_number[2][1]) - 512 * 2**20 - 300 * 2**20, "data did not grow"
-    assert box.out("blkid -s LABEL -o value /dev/mmcblk0p3").strip() == "rootfs-b"
+    assert box.out(f"blkid -s LABEL -o value {disk}p3").strip() == "rootfs-b"
 
 
 def test_every_program_runs_and_the_camera_records(box: qemu_pi.PiBox) -> None:
