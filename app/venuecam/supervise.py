@@ -100,6 +100,8 @@ def render(cfg: config.Config, config_path: str, exe: str | None = None) -> str:
         out.append(f"[program:{name}]")
         out.append(f"command={exe} --config {shlex.quote(config_path)} {command}")
         out.append(f"environment={_env(cfg, config_path, env)}")
+        # A writable working directory (lgpio, if chosen as pin factory, makes its FIFO there).
+        out.append(f"directory={cfg.data_dir}")
         if user:
             out.append(f"user={user}")
         log_name = log_name or name
