@@ -5,7 +5,7 @@
 # on the box rewrites them the same way.
 set -euo pipefail
 root="$1"
-files="$(cd "$(dirname "$0")" && pwd)/files"
+files="$(cd "$(dirname "$0")" && pwd)/files/base"
 rm "$root/usr/sbin/update-initramfs"
 chroot "$root" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
 # MODULES=most: every storage, bus and file-system driver, so the root is found on each
