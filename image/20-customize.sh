@@ -62,10 +62,30 @@ release="/opt/venuecam/releases/$version"
 mkdir -p "$root/tmp/wheels"
 cp "$wheels"/*.whl "$root/tmp/wheels/"
 rm -rf "${root:?}$release"
-# System site packages: on Raspberry Pi OS this is how python3-picamera2/libcamera are seen.
-in_chroot "$root" python3 -m venv --system-site-packages "$release"
-in_chroot "$root" "$release/bin/python" -m pip install --quiet --no-index --find-links /tmp/wheels \
-  --disable-pip-version-check --no-warn-script-location "venuecam==$version" pytest
+# The release's virtualenv with every dependency is the slow part under emulation (venv's
+# ensurepip, pip, byte-compiling boto): cached, keyed by the base, the dependency wheels and
+# the release path. Only the app's own wheel is installed on top each time.
+deps=$(find "$wheels" -name '*.whl' ! -name 'venuecam-*' -printf '%f\n' | sort)
+venv_key=$(cache_key "$(basename "$base_tar")" "$deps" "$release" "$IMAGE_PYTHON" "$IMAGE_DIR/20-customize.sh")
+venv_tar="$CACHE_DIR/venv-$venv_key.tar"
+if [[ -f "$venv_tar" ]]; then
+  log "cached release virtualenv with its dependencies: $(basename "$venv_tar")"
+  tar -C "$root" --numeric-owner -xpf "$venv_tar"
+else
+  # System site packages: on Raspberry Pi OS this is how python3-picamera2/libcamera are seen,
+  # and on both bases python3-libgpiod (the LEDs' pin factory).
+  in_chroot "$root" python3 -m venv --system-site-packages "$release"
+  mapfile -t dep_paths <<<"$deps"
+  dep_paths=("${dep_paths[@]/#//tmp/wheels/}")
+  in_chroot "$root" "$release/bin/python" -m pip install --quiet --no-index --no-deps \
+    --disable-pip-version-check --no-warn-script-location "${dep_paths[@]}"
+  tar -C "$root" --numeric-owner -cf "$venv_tar.tmp" "./${release#/}"
+  mv "$venv_tar.tmp" "$venv_tar"
+fi
+in_chroot "$root" "$release/bin/python" -m pip install --quiet --no-index --no-deps --force-reinstall \
+  --disable-pip-version-check --no-warn-script-location "/tmp/wheels/$(basename "$app_wheel")"
+# Every dependency the app declares is there (nothing was fetched: --no-index).
+in_chroot "$root" "$release/bin/python" -m pip check >/dev/null || die "the release's dependencies are incomplete"
 ln -sfn "releases/$version" "$root/opt/venuecam/current"
 in_chroot "$root" /opt/venuecam/current/bin/venuecam --version
 # `venuecam status` over ssh: the command is on root's PATH.
