@@ -13,7 +13,8 @@ Two ways in, decided once:
   and sshd forwarded to a host port. The link can be cut (`set_link`) from QEMU's monitor.
 - raspi4b: QEMU has neither the Pi 4's Ethernet (GENET) nor its PCIe/xHCI USB, so the
   serial console is the channel: the test adds `systemd.debug_shell=<console>` (a root shell
-  on that UART, in place of its login prompt) to the command line, and nothing else.
+  on that UART, in place of its login prompt) to the command line.
+The one other addition keeps the watchdog driver out (QEMU's watchdog resets at once).
 Both boxes have the serial shell, so a test can always fall back to it.
 
 `PiBox.run()` is the one way tests talk to a box (ssh where there is a network, else the
@@ -41,8 +42,13 @@ MACHINES = {
     "raspi3b": ("pi3", "1G"),
     "raspi4b": ("pi4", "2G"),
 }
-# Test-only additions to cmdline.txt: the serial shell and a quiet console for it.
-SERIAL_EXTRAS = "systemd.show_status=false systemd.debug_shell={tty} systemd.mask=serial-getty@{tty}.service"
+# Test-only additions to cmdline.txt: the serial shell and a quiet console for it, and no
+# hardware watchdog driver: QEMU's model of the Pi's watchdog resets the machine the moment
+# the driver arms it (it has no countdown), so systemd's RuntimeWatchdogSec would reboot it.
+SERIAL_EXTRAS = (
+    "systemd.show_status=false systemd.debug_shell={tty} systemd.mask=serial-getty@{tty}.service"
+    " modprobe.blacklist=bcm2835_wdt"
+)
 
 
 def qemu_version() -> tuple[int, int]:

