@@ -13,7 +13,11 @@ APT_TEST := $(APT_RUN) iproute2 iptables ethtool shellcheck openssh-server opens
 # QEMU >= 9 has the emulated Raspberry Pi 4 (raspi4b): from bookworm-backports on Debian 12.
 APT_BACKPORTS := qemu-system-arm qemu-system-data qemu-utils
 
-.PHONY: help run test test-fast bench image hw-check lint clean deps-run deps-test venv
+# `make release`: the signing key lives outside the repo (never commit it).
+RELEASE_KEY    ?= $(HOME)/.config/venuecam/release-key
+RELEASE_TARGET ?= 3.13-aarch64
+
+.PHONY: help run test test-fast bench image hw-check lint clean deps-run deps-test venv release release-key
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,6 +67,12 @@ image: venv ## build the SD-card image into build/image/
 hw-check: venv ## check a booted box's hardware: make hw-check BOX=<hostname>.local
 	@if [ -n "$(BOX)" ]; then ssh root@$(BOX) venuecam-hw-check; \
 	else $(PY) -m pytest -q -p no:cacheprovider -rs tests/hardware; fi
+
+release: venv | $(BUILD) ## signed build/release/venuecam-<version>.bundle (RELEASE_KEY, RELEASE_TARGET=host for this machine)
+	$(PY) -m venuecam.update.build release --key $(RELEASE_KEY) --target $(RELEASE_TARGET) --out $(BUILD)/release
+
+release-key: venv ## make the release signing key at RELEASE_KEY; prints the line for rootfs/etc/venuecam/release-signers
+	$(PY) -m venuecam.update.build key --out $(RELEASE_KEY)
 
 clean: ## remove build output and the demo's data (keeps the cached image base)
 	rm -rf demo-data $(BUILD)/bench.json

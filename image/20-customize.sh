@@ -101,11 +101,11 @@ install -m 0644 "$REPO_DIR/provisioning/venuecam.example.toml" "$root/usr/lib/ve
 install -d -m 0755 "$root/usr/lib/venuecam/hw-check"
 install -m 0644 "$REPO_DIR"/tests/hardware/*.py "$root/usr/lib/venuecam/hw-check/"
 install -m 0755 "$REPO_DIR/provisioning/venuecam-hw-check" "$root/usr/local/bin/venuecam-hw-check"
-install -m 0644 "$REPO_DIR"/systemd/*.service "$root/etc/systemd/system/"
+install -m 0644 "$REPO_DIR"/systemd/*.service "$REPO_DIR"/systemd/*.timer "$root/etc/systemd/system/"
 install -d -m 0750 -g "$(in_chroot "$root" getent group venuecam | cut -d: -f3)" "$root/etc/venuecam"
 install -d -m 0750 "$root/var/lib/venuecam"
 units=()
-for unit in "$REPO_DIR"/systemd/*.service; do
+for unit in "$REPO_DIR"/systemd/*.service "$REPO_DIR"/systemd/*.timer; do
   grep -q '^\[Install\]' "$unit" && units+=("$(basename "$unit")")
 done
 # fake-hwclock: the last known time saved hourly and at shutdown, loaded at boot (no RTC).

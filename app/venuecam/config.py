@@ -23,6 +23,8 @@ from venuecam.errors import ConfigError
 DEFAULT_PATH = Path("/etc/venuecam/venuecam.toml")
 ENV_PATH = "VENUECAM_CONFIG"
 MASK = "********"
+# The config format this release reads (a bundle says the lowest it accepts: see venuecam.update).
+CONFIG_VERSION = 1
 
 
 def secret(default: Any = dataclasses.MISSING) -> Any:
@@ -176,6 +178,29 @@ class ProvisionConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    """Over-the-air updates (venuecam.update): where releases live, the health gate, when."""
+
+    install_dir: str = "/opt/venuecam"  # releases/<version>/, current, committed
+    state_dir: str = "/var/lib/venuecam-update"  # the update journal, downloads, backups (root's)
+    signers_file: str = "/etc/venuecam/release-signers"  # ssh allowed_signers: who may sign
+    python: str = "/usr/bin/python3"  # the interpreter release virtualenvs are made with
+    service: str = "systemd"  # how the stack is stopped and started: "systemd" or "direct"
+    health_timeout_s: int = 300
+    # Every program must have run this long without a restart before the gate passes.
+    health_stable_s: int = 20
+    # Venue-local "HH:MM-HH:MM" in which updates may run (may cross midnight); "" = any time.
+    maintenance_window: str = ""
+    # No update starts this long before a booking on one of our courts (nor during one).
+    booking_margin_s: int = 900
+    # A deferred update waiting longer than this asks for a human (status, fault LED).
+    max_wait_hours: int = 24
+    # Pull mode: a signed channel file (https://... or s3://bucket/key); "" = push only.
+    channel_url: str = ""
+    poll_interval_s: int = 3600
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig
     booking_api: BookingApiConfig
@@ -188,6 +213,7 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     leds: LedsConfig = field(default_factory=LedsConfig)
     provision: ProvisionConfig = field(default_factory=ProvisionConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
     source_path: str = field(default="", metadata={"internal": True})
 
     # Derived locations, one place for all of them.
@@ -379,6 +405,7 @@ def _check_semantics(cfg: Config, source: str) -> None:
     if not cfg.booking_api.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: booking_api.base_url: expected an http(s):// URL")
     _check_provision(cfg.provision, source)
+    _check_update(cfg.update, source)
 
 
 def is_hostname(name: str) -> bool:
@@ -413,6 +440,41 @@ def _check_provision(p: ProvisionConfig, source: str) -> None:
         len(p.wifi_country) == 2 and p.wifi_country.isascii() and p.wifi_country.isupper()
     ):
         raise ConfigError(f'{source}: provision.wifi_country: expected a two-letter code like "ID"')
+
+
+def _check_update(u: UpdateConfig, source: str) -> None:
+    if u.service not in ("systemd", "direct"):
+        raise ConfigError(f'{source}: update.service: expected "systemd" or "direct", got {u.service!r}')
+    for name in ("health_timeout_s", "poll_interval_s", "max_wait_hours"):
+        if getattr(u, name) <= 0:
+            raise ConfigError(f"{source}: update.{name}: expected a positive integer")
+    if u.health_stable_s < 0 or u.booking_margin_s < 0:
+        raise ConfigError(f"{source}: update: health_stable_s and booking_margin_s must be >= 0")
+    if u.health_stable_s >= u.health_timeout_s:
+        raise ConfigError(f"{source}: update.health_stable_s: expected less than health_timeout_s")
+    if u.maintenance_window and parse_window(u.maintenance_window) is None:
+        raise ConfigError(
+            f'{source}: update.maintenance_window: expected "HH:MM-HH:MM", got {u.maintenance_window!r}'
+        )
+    if u.channel_url and not u.channel_url.startswith(("https://", "http://", "s3://")):
+        raise ConfigError(
+            f"{source}: update.channel_url: expected https://..., http://... or s3://bucket/key"
+        )
+
+
+def parse_window(text: str) -> tuple[int, int] | None:
+    """ "02:00-05:30" -> (120, 330) minutes after midnight; None when malformed or empty."""
+    try:
+        a, b = text.split("-")
+        mins = []
+        for part in (a, b):
+            h, m = part.strip().split(":")
+            if not (h.isdigit() and m.isdigit() and 0 <= int(h) < 24 and 0 <= int(m) < 60):
+                return None
+            mins.append(int(h) * 60 + int(m))
+    except ValueError:
+        return None
+    return (mins[0], mins[1]) if mins[0] != mins[1] else None
 
 
 # ---------------------------------------------------------------- dumping

@@ -4,15 +4,34 @@ WAL lets the capture, worker, watchdog and status processes read while one write
 synchronous=FULL because the ledger lives on an SD card that loses power; every
 transaction is IMMEDIATE so a read-modify-write never fails with "database is locked"
 while another process writes (a DEFERRED one would, ignoring the busy timeout).
+
+Schema versions: the database's `PRAGMA user_version` is the schema it holds. `open_db`
+brings it forward to `SCHEMA_VERSION` by running each step of `MIGRATIONS` in its own
+IMMEDIATE transaction (the version bump inside it, so a step is all or nothing and two
+processes opening at once run it once). New *tables* need no step: `create_tables(safe=True)`
+adds them. Anything else (a new column, an index on a big table, a data fix) is a step:
+
+    def _m2_bookings_court_name(db: SqliteDatabase) -> None:
+        from playhouse.migrate import SqliteMigrator, migrate
+        m = SqliteMigrator(db)
+        migrate(m.add_column("bookings", "court_name", CharField(null=True)))
+
+    MIGRATIONS = {2: _m2_bookings_court_name}
+    SCHEMA_VERSION = 2
+
+A release never opens a database newer than it knows (`SchemaError`): the updater keeps a
+backup taken before the new release first opened it, and restores it when it rolls back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from peewee import SqliteDatabase
 
 from venuecam import models
+from venuecam.errors import VenuecamError
 
 PRAGMAS = {
     "journal_mode": "wal",
@@ -21,18 +40,66 @@ PRAGMAS = {
     "busy_timeout": 15000,
 }
 
+SCHEMA_VERSION = 1
+# version -> the step that brings version - 1 to it. Steps are never edited once released.
+MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {}
+
+
+class SchemaError(VenuecamError):
+    """The database's schema is one this release cannot use (newer, or a step is missing)."""
+
 
 def open_db(path: str | Path, create: bool = True) -> SqliteDatabase:
-    """Open (and, first time, create) the database; bind every model to it."""
+    """Open (and, first time, create or migrate) the database; bind every model to it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     db = SqliteDatabase(str(path), pragmas=PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
     db.bind(models.ALL_MODELS, bind_refs=False, bind_backrefs=False)
     db.connect(reuse_if_open=True)
     if create:
+        migrate(db, str(path))
+    return db
+
+
+def schema_version(db: SqliteDatabase) -> int:
+    return int(db.execute_sql("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: SqliteDatabase, where: str = "database") -> tuple[int, int]:
+    """Create a fresh database at SCHEMA_VERSION, or run the missing steps; (before, after)."""
+    before = schema_version(db)
+    if before == SCHEMA_VERSION:
         with db.atomic():
             db.create_tables(models.ALL_MODELS, safe=True)
-    return db
+        return before, before
+    if before > SCHEMA_VERSION:
+        raise SchemaError(
+            f"{where}: schema {before} is newer than this release knows ({SCHEMA_VERSION}); "
+            "restore the backup the update kept, or install the newer release"
+        )
+    with db.atomic():
+        now = schema_version(db)  # another process may have migrated while we waited
+        if now == 0:
+            # Fresh, or made before schema versions existed (that layout is version 1).
+            legacy = bool(db.get_tables())
+            db.create_tables(models.ALL_MODELS, safe=True)
+            _set_version(db, 1 if legacy else SCHEMA_VERSION)
+    for version in range(schema_version(db) + 1, SCHEMA_VERSION + 1):
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise SchemaError(f"{where}: no migration to schema {version} in this release")
+        with db.atomic():
+            if schema_version(db) >= version:
+                continue
+            step(db)
+            _set_version(db, version)
+    with db.atomic():
+        db.create_tables(models.ALL_MODELS, safe=True)
+    return before, schema_version(db)
+
+
+def _set_version(db: SqliteDatabase, version: int) -> None:
+    db.execute_sql(f"PRAGMA user_version = {int(version)}")
 
 
 def integrity_ok(db: SqliteDatabase) -> bool:

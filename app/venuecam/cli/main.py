@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("venuecam.cli.sync_cmd", "start a booking sync now"),
     "jobs": ("venuecam.cli.jobs_cmd", "sync jobs and their logs"),
     "config": ("venuecam.cli.config_cmd", "validate the config, or --dump it with secrets masked"),
+    "update": (
+        "venuecam.cli.update_cmd",
+        "install a signed release behind the health gate (--status, --rollback)",
+    ),
     "capture": ("venuecam.capture.main", "(program) record one camera into segments"),
     "worker": ("venuecam.worker.main", "(program) the huey consumer: sync, clips, uploads, notifications"),
     "watchdog": (

@@ -16,6 +16,7 @@
 |                | blink (0.6 s / 0.6 s)      | disk nearly full                              |
 |                | long on (1.5 s / 0.5 s)    | clock not set (no NTP yet, year before build) |
 |                | blip (0.1 s on, 1.9 s off) | tasks failed (dead letter; `venuecam queue retry`) |
+|                | slow blink (1 s / 1 s)     | an update was rolled back, or waits for a human |
 
 The fault LED shows the most urgent cause (the order above); `venuecam status` lists all.
 """
@@ -58,6 +59,7 @@ class LedFacts:
     disk_nearly_full: bool = False
     clock_set: bool = True
     failed: int = 0
+    update_attention: tuple[str, ...] = ()  # "rolled back to 0.1.0: ...", an update waiting too long
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ def choose(facts: LedFacts) -> LedPlan:
     if facts.failed:
         why = f"{facts.failed} task(s) failed"
         causes.append((why, _blink(0.1, 1.9, why)))
+    for why in facts.update_attention:
+        causes.append((why, _blink(1.0, 1.0, why)))
     fault = causes[0][1] if causes else OFF
     return LedPlan(online, backlog, fault, tuple(c for c, _ in causes))
 
@@ -121,4 +125,5 @@ def facts_from_snapshot(snapshot: dict[str, Any]) -> LedFacts:
         disk_nearly_full=bool(snapshot["disk"].get("nearly_full")),
         clock_set=bool(clock.get("clock_set", True)),
         failed=sum(by.get("failed", 0) for by in q.values()),
+        update_attention=tuple((snapshot.get("update") or {}).get("attention", [])),
     )

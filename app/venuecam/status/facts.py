@@ -276,8 +276,19 @@ def collect(
         "programs": supervisor_rpc.program_states(cfg.supervisor_socket) if with_programs else None,
         "leds": stored["leds"],
         "sync": stored["sync"],
+        "update": update_facts(cfg),
     }
     return snapshot
+
+
+def update_facts(cfg: Config) -> dict[str, Any]:
+    """The release running and the update journal (venuecam.update.facts); never raises."""
+    from venuecam.update.facts import summary
+
+    try:
+        return summary(cfg.update.install_dir, cfg.update.state_dir, cfg.update.max_wait_hours)
+    except Exception as e:  # the status must render whatever the journal holds
+        return {"release": None, "attention": [], "error": f"update state unreadable: {e.__class__.__name__}"}
 
 
 def _age_s(value: dt.datetime | None, now: dt.datetime) -> float | None:

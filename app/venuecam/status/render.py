@@ -168,6 +168,20 @@ def render(data: dict[str, Any], color: bool = False) -> str:
             parts.append(f"{name} {mode}" + (f" ({led['reason']})" if led.get("reason") else ""))
         out.append("leds:      " + ", ".join(parts))
 
+    upd = data.get("update") or {}
+    if upd.get("release"):
+        line = f"release:   {upd['release']}"
+        if upd.get("in_progress"):
+            p = upd["in_progress"]
+            line += paint(f", updating to {p['to']} ({p['step']})", _YELLOW)
+        elif upd.get("pending"):
+            p = upd["pending"]
+            line += f", {p['version']} waits: {'; '.join(p.get('waiting') or [])}"
+        last = upd.get("last") or {}
+        if last.get("outcome") == "rolled_back":
+            line += paint(f", {last.get('reason')}", _RED)
+        out.append(line)
+
     sync = data.get("sync")
     if sync:
         when = f", finished {_ago(sync['finishedAt'], now)} ago" if sync.get("finishedAt") else ""

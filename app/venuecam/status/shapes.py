@@ -82,6 +82,7 @@ def needs_attention(snapshot: dict[str, Any]) -> list[str]:
     failed = _sum(snapshot["queue"], ("failed",))
     if failed:
         out.append(f"{failed} task(s) failed: `venuecam queue retry` re-drives them")
+    out += (snapshot.get("update") or {}).get("attention", [])
     return out
 
 

@@ -1,0 +1,203 @@
+"""Build a signed release bundle (`make release`), a signed channel file, or a signing key.
+
+    python -m venuecam.update.build release --key KEY --out DIR [--version V] [--target 3.13-aarch64]
+    python -m venuecam.update.build channel --key KEY --out FILE --version V --url URL [--percent P]
+    python -m venuecam.update.build key --out KEY       # ed25519; prints the allowed_signers line
+
+The bundle holds the app's wheel and every runtime dependency (pip included, so the release
+can install the next one) as wheels for the target: Python `X.Y` on `machine`, the versions
+pinned to this virtualenv's (what the tests ran against). `--target host` builds for this
+machine's Python, which is how the tests get bundles they can install. Downloaded wheels are
+cached per target and pin set (`--cache`), so a rebuild needs no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from venuecam.timeutil import iso, utcnow
+from venuecam.update import bundle, signing
+from venuecam.update import manifest as mf
+
+APP_DIR = Path(__file__).resolve().parents[2]  # app/ (the source tree with pyproject.toml)
+IMAGE_TARGET = "3.13-aarch64"  # Debian trixie's Python on a Pi
+PRINCIPAL = "release@venuecam"
+
+
+def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(argv, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
+        raise SystemExit(f"{' '.join(argv[:4])} ... failed:\n" + "\n".join(tail))
+    return r
+
+
+def parse_target(text: str) -> tuple[str, str]:
+    if text == "host":
+        return f"{sys.version_info.major}.{sys.version_info.minor}", platform.machine()
+    m = re.fullmatch(r"(\d+\.\d+)-(aarch64|x86_64|armv7l)", text)
+    if not m:
+        raise SystemExit(f"--target: expected host or PY-MACHINE like {IMAGE_TARGET}, got {text!r}")
+    return m.group(1), m.group(2)
+
+
+def copy_source(app: Path, dest: Path, version: str | None) -> str:
+    shutil.copytree(app, dest, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    pyproject = dest / "pyproject.toml"
+    init = dest / "venuecam" / "__init__.py"
+    text_p, text_i = pyproject.read_text(), init.read_text()
+    if version:
+        mf.parse_version(version)
+        text_p = re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', text_p, count=1)
+        text_i = re.sub(r'(?m)^__version__ = ".*"$', f'__version__ = "{version}"', text_i, count=1)
+        pyproject.write_text(text_p)
+        init.write_text(text_i)
+    found_p = re.search(r'(?m)^version = "(.*)"$', text_p)
+    found_i = re.search(r'(?m)^__version__ = "(.*)"$', text_i)
+    if not found_p or not found_i or found_p.group(1) != found_i.group(1):
+        raise SystemExit("pyproject.toml's version and venuecam.__version__ differ")
+    return found_p.group(1)
+
+
+def schema_facts(src: Path) -> dict[str, int]:
+    """The built tree's own schema and config versions (its db.py and config.py, not ours)."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from venuecam import db, config; "
+        "m = sorted(db.MIGRATIONS); print(json.dumps({'schema': db.SCHEMA_VERSION, "
+        "'lowest': (m[0] - 1) if m else db.SCHEMA_VERSION, 'config': getattr(config, 'CONFIG_VERSION', 1)}))"
+    )
+    return json.loads(run([sys.executable, "-c", code, str(src)]).stdout)
+
+
+def pins() -> str:
+    out = run([sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"]).stdout
+    return "".join(ln + "\n" for ln in out.splitlines() if ln and not ln.startswith(("-e ", "venuecam")))
+
+
+def dependency_wheels(app_wheel: Path, python: str, machine: str, cache_root: Path) -> list[Path]:
+    constraints = pins()
+    key = hashlib.sha256(f"{python}-{machine}\n{constraints}".encode()).hexdigest()[:16]
+    cache = cache_root / f"wheels-{python}-{machine}-{key}"
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "constraints.txt").write_text(constraints)
+    abi = "cp" + python.replace(".", "")
+    platforms = [f"manylinux_2_36_{machine}", f"manylinux2014_{machine}", f"linux_{machine}"]
+    base = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+            "--only-binary=:all:", "-c", str(cache / "constraints.txt"), "-d", str(cache),
+            "--python-version", python, "--implementation", "cp", "--abi", abi]  # fmt: skip
+    for p in platforms:
+        base += ["--platform", p]
+    reqs = [str(app_wheel), "pip"]
+    offline = subprocess.run([*base, "--no-index", "--find-links", str(cache), *reqs], capture_output=True)
+    if offline.returncode != 0:
+        print(f"downloading wheels for Python {python} on {machine} into {cache}", file=sys.stderr)
+        run([*base, *reqs])
+    return sorted(p for p in cache.glob("*.whl") if not p.name.startswith("venuecam-"))
+
+
+def build_release(args: argparse.Namespace) -> Path:
+    python, machine = parse_target(args.target)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = Path(args.key).expanduser()
+    if not key.exists():
+        raise SystemExit(
+            f"no signing key at {key}: make one with `make release-key` (kept outside the repo) "
+            "and add its public line to rootfs/etc/venuecam/release-signers"
+        )
+    with tempfile.TemporaryDirectory(prefix="venuecam-release-") as tmp:
+        work = Path(tmp)
+        version = copy_source(Path(args.app), work / "src", args.version)
+        facts = schema_facts(work / "src")
+        run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
+             "-w", str(work / "app"), str(work / "src")])  # fmt: skip
+        app_wheel = next((work / "app").glob(f"venuecam-{version}-*.whl"))
+        wheels = [app_wheel, *dependency_wheels(app_wheel, python, machine, Path(args.cache))]
+        files = {f"wheels/{w.name}": w for w in wheels}
+        meta = {n: {"sha256": _sha256(p), "size": p.stat().st_size} for n, p in files.items()}
+        raw = mf.build(
+            version, iso(utcnow()) or "", python, machine,
+            requires={"config_version": facts["config"], "db_schema": facts["lowest"], "update_from": args.update_from},
+            provides={"config_version": facts["config"], "db_schema": facts["schema"]},
+            files=meta,
+        )  # fmt: skip
+        man_path = work / bundle.MANIFEST
+        man_path.write_bytes(raw)
+        sig = signing.sign(key, man_path, signing.RELEASE).read_bytes()
+        target = bundle.write(out / f"venuecam-{version}.bundle", raw, sig, files)
+    digest = _sha256(target)
+    (out / f"{target.name}.sha256").write_text(f"{digest}  {target.name}\n")
+    print(f"{target}  {target.stat().st_size} bytes  sha256 {digest}  (Python {python}, {machine})")
+    return target
+
+
+def build_channel(args: argparse.Namespace) -> Path:
+    mf.parse_version(args.version)
+    if not 0 <= args.percent <= 100:
+        raise SystemExit("--percent: expected 0 to 100")
+    doc = {"format": 1, "channel": args.channel, "version": args.version, "url": args.url,
+           "sha256": args.sha256 or "", "rollout_percent": args.percent, "published_at": iso(utcnow())}  # fmt: skip
+    out = Path(args.out)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    signing.sign(Path(args.key).expanduser(), out, signing.CHANNEL)
+    print(f"{out} (+ .sig): {args.channel} -> {args.version} for {args.percent}% of boxes")
+    return out
+
+
+def make_key(args: argparse.Namespace) -> None:
+    key = Path(args.out).expanduser()
+    if key.exists():
+        raise SystemExit(f"{key} exists already: not overwritten")
+    key.parent.mkdir(parents=True, exist_ok=True)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", PRINCIPAL, "-f", str(key)])
+    pub = key.with_name(key.name + ".pub").read_text().split()
+    print(f'{PRINCIPAL} namespaces="{signing.RELEASE},{signing.CHANNEL}" {pub[0]} {pub[1]}')
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m venuecam.update.build", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("release", help="build and sign venuecam-<version>.bundle")
+    r.add_argument("--key", required=True, help="ed25519 private key (outside the repo)")
+    r.add_argument("--out", required=True, help="directory for the bundle")
+    r.add_argument("--version", help="override the version (default: the source's)")
+    r.add_argument("--target", default=IMAGE_TARGET, help=f"PY-MACHINE or host (default {IMAGE_TARGET})")
+    r.add_argument("--update-from", default="", help="lowest release this one may update from")
+    r.add_argument("--app", default=str(APP_DIR), help="the app's source tree")
+    r.add_argument("--cache", default=str(APP_DIR.parent / "build" / "release-cache"))
+    c = sub.add_parser("channel", help="write and sign a channel file")
+    c.add_argument("--key", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--version", required=True)
+    c.add_argument(
+        "--url", required=True, help="the bundle: https://..., s3://bucket/key, or relative to the channel"
+    )
+    c.add_argument("--sha256", default="", help="the bundle's sha256 (checked after download)")
+    c.add_argument("--percent", type=int, default=100, help="staged rollout: share of boxes (0-100)")
+    c.add_argument("--channel", default="stable")
+    k = sub.add_parser("key", help="make an ed25519 signing key; prints its allowed_signers line")
+    k.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    {"release": build_release, "channel": build_channel, "key": make_key}[args.cmd](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

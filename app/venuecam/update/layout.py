@@ -1,0 +1,140 @@
+"""Releases on disk: `<install_dir>/releases/<version>/` (one virtualenv each), `current` (what
+runs: every program is started through it) and `committed` (the last release that passed its
+health gate: what a reboot falls back to). Links change by an atomic rename, then a directory
+fsync, so a power cut leaves either the old link or the new one.
+
+A release directory is complete only once its marker `.venuecam-release.json` exists (written
+last); anything else under releases/ is a leftover and is removed before reuse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from venuecam.errors import VenuecamError
+
+MARKER = ".venuecam-release.json"
+
+
+class InstallError(VenuecamError):
+    """A release could not be installed (pip, venv, disk)."""
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Layout:
+    def __init__(self, install_dir: str | Path) -> None:
+        self.root = Path(install_dir)
+        self.releases = self.root / "releases"
+
+    def dir(self, version: str) -> Path:
+        return self.releases / version
+
+    def _link(self, name: str) -> str | None:
+        try:
+            target = os.readlink(self.root / name)
+        except OSError:
+            return None
+        return Path(target).name
+
+    def current(self) -> str | None:
+        return self._link("current")
+
+    def committed(self) -> str | None:
+        """The fallback release; before any update, the one the image shipped (current)."""
+        return self._link("committed") or self.current()
+
+    def point(self, name: str, version: str) -> None:
+        if not self.complete(version):
+            raise InstallError(f"release {version} is not installed completely: not switching {name} to it")
+        tmp = self.root / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        os.symlink(f"releases/{version}", tmp)
+        os.replace(tmp, self.root / name)
+        fsync_dir(self.root)
+
+    def marker(self, version: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.dir(version) / MARKER).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def complete(self, version: str) -> bool:
+        return self.marker(version) is not None and (self.dir(version) / "bin" / "venuecam").exists()
+
+    def installed(self) -> list[str]:
+        if not self.releases.is_dir():
+            return []
+        return sorted(p.name for p in self.releases.iterdir() if p.is_dir() and self.complete(p.name))
+
+    def install(self, version: str, wheels: list[Path], python: str, marker: dict[str, Any]) -> bool:
+        """Make releases/<version>/ from the wheels; False when that exact build is there already."""
+        have = self.marker(version)
+        if have and have.get("digest") == marker.get("digest") and self.complete(version):
+            return False
+        if version in (self.current(), self._link("committed")):
+            raise InstallError(
+                f"release {version} is in use with different contents: give the new build a new version"
+            )
+        target = self.dir(version)
+        self.remove(version)
+        self.releases.mkdir(parents=True, exist_ok=True)
+        # --system-site-packages: on Raspberry Pi OS that is how python3-picamera2 is seen.
+        _run(
+            [python, "-m", "venv", "--without-pip", "--system-site-packages", str(target)],
+            "making the virtualenv",
+        )
+        # This release's pip installs the next one; the bundle carries pip for the one after.
+        _run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install", "--quiet",
+              "--no-index", "--no-deps", "--ignore-installed", "--disable-pip-version-check",
+              "--no-warn-script-location", *map(str, wheels)], "installing the wheels")  # fmt: skip
+        if not (target / "bin" / "venuecam").exists():
+            raise InstallError(f"release {version}: the wheels installed no venuecam command")
+        tmp = target / (MARKER + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(marker, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target / MARKER)
+        fsync_dir(target)
+        subprocess.run(["sync", "-f", str(target / MARKER)], capture_output=True)
+        return True
+
+    def remove(self, version: str) -> None:
+        target = self.dir(version)
+        if version in (self.current(), self._link("committed")):
+            raise InstallError(f"not removing release {version}: it is in use")
+        if target.exists() or target.is_symlink():
+            # The marker goes first: a half-removed release is never taken as complete.
+            (target / MARKER).unlink(missing_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+
+    def prune(self, keep: set[str]) -> list[str]:
+        """Remove every release directory (complete or not) outside `keep` and the links' targets."""
+        keep = keep | {v for v in (self.current(), self._link("committed")) if v}
+        gone = []
+        if self.releases.is_dir():
+            for p in sorted(self.releases.iterdir()):
+                if p.name not in keep:
+                    self.remove(p.name)
+                    gone.append(p.name)
+        return gone
+
+
+def _run(argv: list[str], what: str) -> None:
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+        raise InstallError(f"{what} failed: {' / '.join(tail) or r.returncode}")
