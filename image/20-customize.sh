@@ -112,8 +112,10 @@ done
 in_chroot "$root" systemctl enable "${units[@]}" ssh.service NetworkManager.service \
   systemd-timesyncd.service avahi-daemon.service fake-hwclock-load.service fake-hwclock-save.timer
 # Nothing on the box should wake up to fetch package lists or scrub in the background.
-in_chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
-  e2scrub_reap.service man-db.timer 2>/dev/null || true
+# One at a time: systemctl refuses the whole list when one of them is not installed.
+for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service man-db.timer; do
+  [[ -e "$root/usr/lib/systemd/system/$unit" ]] && in_chroot "$root" systemctl mask "$unit" >/dev/null
+done
 in_chroot "$root" systemctl set-default multi-user.target
 # Raspberry Pi OS only: its user wizard, cloud-init and root resize would fight our first boot
 # and our partition layout (venuecam.toml provisions the box; the data partition grows).
