@@ -114,7 +114,7 @@ in_chroot "$root" systemctl enable "${units[@]}" ssh.service NetworkManager.serv
 # Nothing on the box should wake up to fetch package lists or scrub in the background.
 # One at a time: systemctl refuses the whole list when one of them is not installed.
 for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service man-db.timer; do
-  [[ -e "$root/usr/lib/systemd/system/$unit" ]] && in_chroot "$root" systemctl mask "$unit" >/dev/null
+  if [[ -e "$root/usr/lib/systemd/system/$unit" ]]; then in_chroot "$root" systemctl mask "$unit" >/dev/null; fi
 done
 in_chroot "$root" systemctl set-default multi-user.target
 # Raspberry Pi OS only: its user wizard, cloud-init and root resize would fight our first boot
