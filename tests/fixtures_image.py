@@ -273,15 +273,19 @@ def _pi3_session(
         pytest.skip("this QEMU has no raspi3b machine")
     guestfwd = services["guestfwd"]
     assert isinstance(guestfwd, list)
-    box = _boot(
-        "raspi3b", image, tmp_path_factory.mktemp("raspi3b"), guestfwd, f"{SIM_GUEST[0]}:{SIM_GUEST[1]}"
-    )
+    # The watchdog's probe is the box's own sshd: the serial shell can cut it (lo down).
+    box = _boot("raspi3b", image, tmp_path_factory.mktemp("raspi3b"), guestfwd, "127.0.0.1:22")
     yield box
     _finish(box)
 
 
 @pytest.fixture(scope="session")
 def _pi4_session(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[qemu_pi.PiBox]:
+    if os.environ.get("VENUECAM_TEST_RASPI4B") != "1":
+        # Not yet: under QEMU 10's raspi4b the image's kernel printed nothing on either
+        # emulated UART in our boots, so there is no channel into it (see the report of
+        # issue 10). The checks are the Pi 3's, ready to run once that is solved.
+        pytest.skip("the emulated Pi 4 boot is opt-in (VENUECAM_TEST_RASPI4B=1): no console channel yet")
     if not qemu_pi.has_machine("raspi4b"):
         pytest.skip(
             f"this QEMU ({'.'.join(map(str, qemu_pi.qemu_version()))}) has no raspi4b machine (QEMU >= 9)"
