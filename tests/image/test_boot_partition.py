@@ -48,11 +48,34 @@ def card(image: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, obj
     settings = fatconfig.effective(config, "3B")
     initrd = tmp / "initrd"
     initrd.write_bytes(qemu_pi.read_fat(image, settings["initramfs"]))
-    listing = subprocess.run(
-        f"zstd -dc {initrd} | cpio -t --quiet", shell=True, capture_output=True, text=True, check=True
-    ).stdout
-    modules = {Path(p).name.removesuffix(".xz").removesuffix(".zst") for p in listing.split()}
+    modules = {
+        Path(p).name.removesuffix(".xz").removesuffix(".zst") for p in initramfs_names(initrd.read_bytes())
+    }
     return {"files": files, "entry": entry, "config": config, "modules": modules, "image": image}
+
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def initramfs_names(data: bytes) -> list[str]:
+    """Every path in an initramfs: uncompressed newc cpio archives (the early one initramfs-tools
+    puts first), then the compressed main archive, as the kernel unpacks them in turn."""
+    names: list[str] = []
+    pos = 0
+    while pos < len(data):
+        if data[pos : pos + 4] == ZSTD_MAGIC:
+            rest = subprocess.run(["zstd", "-dc"], input=data[pos:], capture_output=True, check=True).stdout
+            return names + initramfs_names(rest)
+        if data[pos : pos + 6] != b"070701":
+            pos += 1  # zero padding between archives
+            continue
+        namesize, filesize = int(data[pos + 94 : pos + 102], 16), int(data[pos + 54 : pos + 62], 16)
+        name = data[pos + 110 : pos + 110 + namesize - 1].decode(errors="replace")
+        pos += (110 + namesize + 3) & ~3
+        pos += (filesize + 3) & ~3
+        if name != "TRAILER!!!":
+            names.append(name)
+    return names
 
 
 def boards(entry: dict[str, object]) -> list[str]:
