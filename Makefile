@@ -9,13 +9,15 @@ BUILD    := build
 APT_RUN  := ffmpeg sqlite3 curl
 APT_TEST := $(APT_RUN) iproute2 iptables ethtool shellcheck openssh-server openssh-client \
             rclone mmdebstrap qemu-user-static qemu-system-arm qemu-utils binfmt-support \
-            dosfstools mtools e2fsprogs fdisk bmap-tools xz-utils cpio arch-test
+            dosfstools mtools e2fsprogs fdisk bmap-tools xz-utils zstd cpio arch-test
+# QEMU >= 9 has the emulated Raspberry Pi 4 (raspi4b): from bookworm-backports on Debian 12.
+APT_BACKPORTS := qemu-system-arm qemu-system-data qemu-utils
 
 # `make release`: the signing key lives outside the repo (never commit it).
 RELEASE_KEY    ?= $(HOME)/.config/venuecam/release-key
 RELEASE_TARGET ?= 3.13-aarch64
 
-.PHONY: help run test test-fast bench image lint clean deps-run deps-test venv release release-key
+.PHONY: help run test test-fast bench image hw-check lint clean deps-run deps-test venv release release-key
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +30,7 @@ deps-run: | $(BUILD) ## Debian packages the demo needs (ffmpeg)
 
 deps-test: | $(BUILD) ## Debian packages the tests need
 	@provisioning/host-deps.sh $(BUILD) $(APT_TEST)
+	@provisioning/host-deps.sh --backports $(BUILD) $(APT_BACKPORTS)
 
 venv: $(VENV)/.installed ## the virtualenv with the app and its dev tools
 
@@ -58,6 +61,12 @@ bench: deps-test venv | $(BUILD) ## measure speed and memory; prints a table, wr
 
 image: venv ## build the SD-card image into build/image/
 	image/build.sh
+
+# The installer's check of a booted box: LEDs, cameras, SD card, watchdog (skips without them).
+# `make hw-check BOX=court-7.local` runs it there over ssh; without BOX, here (on a Pi).
+hw-check: venv ## check a booted box's hardware: make hw-check BOX=<hostname>.local
+	@if [ -n "$(BOX)" ]; then ssh root@$(BOX) venuecam-hw-check; \
+	else $(PY) -m pytest -q -p no:cacheprovider -rs tests/hardware; fi
 
 release: venv | $(BUILD) ## signed build/release/venuecam-<version>.bundle (RELEASE_KEY, RELEASE_TARGET=host for this machine)
 	$(PY) -m venuecam.update.build release --key $(RELEASE_KEY) --target $(RELEASE_TARGET) --out $(BUILD)/release

@@ -8,7 +8,10 @@ set -euo pipefail
 
 packages=("${DEBIAN_BOOT_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}")
 mirror=$(debian_mirror)
-key=$(cache_key "$IMAGE_DIR"/10-base-debian.sh "$IMAGE_DIR"/hooks-base-*.sh "$IMAGE_DIR"/files/* "$IMAGE_DIR/config.sh" "$DEBIAN_SUITE" "$mirror" "${packages[*]}")
+# Keyed by exactly what shapes the base: this script, its hooks and their files, the suite,
+# components, mirror and packages (not the rest of config.sh: partitions, pins, ...).
+key=$(cache_key "$IMAGE_DIR"/10-base-debian.sh "$IMAGE_DIR"/hooks-base-*.sh "$IMAGE_DIR"/files/base/* \
+  "$DEBIAN_SUITE" "$DEBIAN_COMPONENTS" "$mirror" "${packages[*]}")
 base="$CACHE_DIR/base-debian-$key.tar"
 if [[ -f "$base" ]]; then
   log "cached Debian base: $base"

@@ -37,19 +37,18 @@ rm -rf "$work"
 mkdir -p "$work/mnt" "$work/root"
 img="$work/raspios.img"
 xz -dc "$xz_file" >"$img"
-cleanup() { mountpoint -q "$work/mnt" && umount "$work/mnt"; rm -f "$img"; }
+cleanup() { if mountpoint -q "$work/mnt"; then umount "$work/mnt"; fi; rm -f "$img"; }
 trap cleanup EXIT
 # Partition offsets from the table; loop mounts need explicit offsets on these machines.
 read_part() { sfdisk -d "$img" | awk -v n="$1" '/^\/.*: start=/ {i++; if (i == n) {gsub(/[=,]/, " "); print $4, $6}}'; }
 read -r root_start root_size < <(read_part 2)
-read -r boot_start boot_size < <(read_part 1)
+read -r boot_start _ < <(read_part 1)
 mount -o ro,loop,offset=$((root_start * 512)),sizelimit=$((root_size * 512)) "$img" "$work/mnt"
 tar -C "$work/mnt" --numeric-owner --xattrs -cf - . | tar -C "$work/root" --numeric-owner --xattrs -xpf -
 umount "$work/mnt"
 mkdir -p "$work/root/boot/firmware"
-mount -o ro,loop,offset=$((boot_start * 512)),sizelimit=$((boot_size * 512)) "$img" "$work/mnt"
-cp -r "$work/mnt/." "$work/root/boot/firmware/"
-umount "$work/mnt"
+# The boot partition through mtools, not a mount: not every build host's kernel has vfat.
+MTOOLS_SKIP_CHECK=1 mcopy -s -p -m -i "$img@@$((boot_start * 512))" "::/*" "$work/root/boot/firmware/"
 rm -f "$work"/root/etc/ssh/ssh_host_*
 tar -C "$work/root" --numeric-owner --xattrs -cf "$base.tmp" .
 mv "$base.tmp" "$base"

@@ -11,7 +11,7 @@ pip="${VENUECAM_PIP:-$REPO_DIR/.venv/bin/pip}"
 mkdir -p "$WORK_DIR"
 constraints="$WORK_DIR/constraints.txt"
 "$pip" freeze --exclude-editable 2>/dev/null | grep -v '^-e ' >"$constraints"
-deps_key=$(cache_key "$REPO_DIR/app/pyproject.toml" "$constraints" "$IMAGE_DIR/15-wheels.sh")
+deps_key=$(cache_key "$REPO_DIR/app/pyproject.toml" "$constraints" "$IMAGE_DIR/15-wheels.sh" "$IMAGE_PYTHON")
 deps_dir="$CACHE_DIR/wheels-$deps_key"
 app_dir="$WORK_DIR/app-wheel"
 app_src="$WORK_DIR/app-src"
@@ -27,7 +27,8 @@ if [[ ! -d "$deps_dir" ]]; then
   rm -rf "$deps_dir.tmp"
   "$pip" download --quiet --only-binary=:all: -c "$constraints" -d "$deps_dir.tmp" \
     --platform manylinux2014_aarch64 --platform linux_aarch64 --platform any \
-    --python-version 3.11 --implementation cp --abi cp311 "$app_wheel" >&2
+    --python-version "$IMAGE_PYTHON" --implementation cp --abi "cp${IMAGE_PYTHON//./}" "$app_wheel" \
+    pytest >&2  # pytest: the installer's hardware check on the box (venuecam-hw-check)
   rm -f "$deps_dir.tmp"/venuecam-*.whl
   mv "$deps_dir.tmp" "$deps_dir"
 fi

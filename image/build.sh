@@ -4,7 +4,8 @@
 #                                                    back to debian when it cannot be fetched
 #   VENUECAM_IMAGE_PUBLISH=0                          stop at the raw .img (tests, quick runs)
 #   IMAGE_NAME=venuecam-arm64                         output file names
-# The base is cached in build/image-cache/ keyed by what makes it, so a re-run starts from
+# The base is cached in /var/cache/venuecam/image/ (VENUECAM_IMAGE_CACHE), keyed by what
+# makes it, so a re-run (or a fresh clone on this machine) starts from
 # there; each step prints its progress and duration. Needs root (chroot, mounts).
 set -euo pipefail
 # shellcheck source=image/lib.sh
@@ -30,12 +31,13 @@ log "building $img"
 base_tar=""
 run_base() {
   base_tar=$(choose_base)
-  # Debian bookworm's kernel and raspi-firmware stop at the Pi 4; Raspberry Pi OS has the Pi 5.
+  # Debian's kernel stops at the Pi 4 (see DEVICES_* in config.sh); Raspberry Pi OS has the
+  # Pi 5, and a larger root (its Lite image's is ~2 GB), so its slots are larger too.
   case "$base_tar" in
-    *raspios*) VENUECAM_IMAGE_DEVICES="pi5-64bit,pi4-64bit,pi3-64bit" ;;
-    *) VENUECAM_IMAGE_DEVICES="pi4-64bit,pi3-64bit" ;;
+    *raspios*) VENUECAM_IMAGE_DEVICES="$DEVICES_RASPIOS"; ROOT_SLOT_MB_OVERRIDE=4096 ;;
+    *) VENUECAM_IMAGE_DEVICES="$DEVICES_DEBIAN"; ROOT_SLOT_MB_OVERRIDE=$ROOT_SLOT_MB ;;
   esac
-  export VENUECAM_IMAGE_DEVICES
+  export VENUECAM_IMAGE_DEVICES ROOT_SLOT_MB_OVERRIDE
 }
 step "1/5 base rootfs" run_base
 wheels=""

@@ -6,7 +6,9 @@
 IMAGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$IMAGE_DIR/.." && pwd)"
 BUILD_DIR="${VENUECAM_BUILD_DIR:-$REPO_DIR/build}"
-CACHE_DIR="${VENUECAM_IMAGE_CACHE:-$BUILD_DIR/image-cache}"
+# The base and initramfs cache lives outside the checkout, so a fresh clone (CI) on the same
+# machine starts warm; keyed by every input, so a stale entry is never used.
+CACHE_DIR="${VENUECAM_IMAGE_CACHE:-/var/cache/venuecam/image}"
 OUT_DIR="${VENUECAM_IMAGE_OUT:-$BUILD_DIR/image}"
 WORK_DIR="${VENUECAM_IMAGE_WORK:-$BUILD_DIR/image-work}"
 

@@ -2,13 +2,19 @@
 """venuecam first boot: apply venuecam.toml from the boot partition to the box.
 
 Runs on every boot (venuecam-firstboot.service) and converges; re-running is safe:
-1. If the boot partition has venuecam.toml, validate it with `venuecam config --check`.
-   A bad file changes nothing: one clear line in the journal, an error state file, exit 1
-   (the unit's OnFailure= blinks the fault LED and venuecam.service does not start).
-2. Install it to /etc/venuecam/venuecam.toml (0600, owned by the app user), atomically.
+1. If the boot partition has venuecam.toml (or venuecam.toml.txt: Windows hides the
+   extension it added), validate it with `venuecam config --check` and the start-up
+   check of `venuecam supervise --print` (e.g. a Pi camera on a base without libcamera).
+   A UTF-8 byte order mark or CRLF line ends (Notepad) are fine. A bad file changes
+   nothing: one clear line in the journal, an error state file, exit 1 (the unit's
+   OnFailure= blinks the fault LED, and venuecam.service does not start).
+2. Install it to /etc/venuecam/venuecam.toml (0600, owned by the app user), atomically,
+   as plain UTF-8 with LF line ends.
 3. Apply the installed config to the system: hostname, time zone, root's ssh authorized
-   keys, Wi-Fi (a NetworkManager keyfile).
-4. Remove the file (and so its secrets) from the FAT partition, leaving a masked copy.
+   keys, Wi-Fi (a NetworkManager keyfile and the regulatory domain).
+4. Take the secrets off the FAT partition: the file's bytes are overwritten in place
+   (FAT rewrites a file's own clusters) and flushed, then the file is removed; a masked
+   copy (venuecam.toml.applied) says what was applied.
 5. Grow the data partition (/var/lib/venuecam) and its file system to fill the card.
 
 `--root DIR --no-system` runs steps 1-4 against a directory tree (tests, image checks).
@@ -28,6 +34,8 @@ from venuecam import config
 from venuecam.errors import ConfigError
 
 CONFIG_NAME = "venuecam.toml"
+# What Windows saves when "file name extensions" are hidden and the file was made as text.
+CONFIG_NAMES = (CONFIG_NAME, CONFIG_NAME + ".txt")
 INSTALLED = Path("etc/venuecam") / CONFIG_NAME
 ERROR_STATE = Path("run/venuecam-provision.error")
 WIFI_KEYFILE = Path("etc/NetworkManager/system-connections/venuecam-wifi.nmconnection")
@@ -70,14 +78,49 @@ def run_optional(argv: list[str]) -> None:
 
 
 def check_with_cli(path: Path) -> str | None:
-    """The app's own validation (`venuecam config --check`): None if valid, else its message."""
+    """The app's own validation: `venuecam config --check` (the file), then `venuecam
+    supervise --print` (what the stack checks at start on this system). None if valid."""
     exe = Path(sys.executable).parent / "venuecam"
     argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "venuecam"]
-    proc = subprocess.run([*argv, "config", "--check", str(path)], capture_output=True, text=True)
-    if proc.returncode == 0:
-        return None
-    lines = (proc.stderr or proc.stdout).strip().splitlines()
-    return lines[-1] if lines else f"venuecam config --check exited {proc.returncode}"
+    for command in (["config", "--check", str(path)], ["--config", str(path), "supervise", "--print"]):
+        proc = subprocess.run([*argv, *command], capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            return lines[-1] if lines else f"venuecam {command[0]} exited {proc.returncode}"
+    return None
+
+
+def find_incoming(boot_dir: Path) -> Path | None:
+    """The venuecam.toml on the boot partition, under either name it may have."""
+    for name in CONFIG_NAMES:
+        path = boot_dir / name
+        if path.is_file():
+            if name != CONFIG_NAME:
+                log(f"found {path} (the .txt was added by the editor that saved it); using it")
+            return path
+    return None
+
+
+def normalized(raw: bytes) -> str:
+    """The file as plain UTF-8 with LF line ends: no byte order mark, no CR."""
+    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def scrub(path: Path) -> None:
+    """Overwrite a file's bytes in place and flush them, then remove it. On FAT (no copy on
+    write, no journal) this overwrites the very clusters the secrets were written to."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.write(b"\0" * size)
+        f.flush()
+        os.fsync(f.fileno())
+    path.unlink()
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def app_owner(root: Path) -> tuple[int, int] | None:
@@ -217,18 +260,19 @@ def grow_data_partition(mount: str = DATA_MOUNT) -> None:
 
 def provision(root: Path, boot_dir: Path, system: bool) -> int:
     error_state = root / ERROR_STATE
-    incoming = boot_dir / CONFIG_NAME
+    incoming = find_incoming(boot_dir)
     installed = root / INSTALLED
-    if incoming.exists():
+    if incoming is not None:
         problem = check_with_cli(incoming)
         if problem:
             log(f"{incoming} is not valid, nothing was changed: {problem}")
             log("fix the file on the boot partition and reboot")
             write_atomic(error_state, problem + "\n", 0o644)
             return 1
-        cfg = config.load(incoming)
+        text = normalized(incoming.read_bytes())
+        cfg = config.loads(text, source=str(incoming))
         owner = app_owner(root) if os.geteuid() == 0 else None
-        write_atomic(installed, incoming.read_text(), 0o600, owner)
+        write_atomic(installed, text, 0o600, owner)
         log(f"installed {incoming} as {installed}")
     elif installed.exists():
         cfg = config.load(installed)
@@ -238,12 +282,12 @@ def provision(root: Path, boot_dir: Path, system: bool) -> int:
         write_atomic(error_state, msg + "\n", 0o644)
         return 1
     apply_system(root, cfg, system)
-    if incoming.exists():
+    if incoming is not None:
         # The masked copy tells whoever looks at the card what was applied, without secrets.
         write_atomic(boot_dir / (CONFIG_NAME + ".applied"), config.dump(cfg), 0o644)
-        incoming.unlink()
+        scrub(incoming)
         os.sync()
-        log(f"removed {incoming} (secrets) from the boot partition")
+        log(f"overwrote and removed {incoming} (secrets) on the boot partition")
     error_state.unlink(missing_ok=True)
     if system:
         grow_data_partition()

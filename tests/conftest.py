@@ -20,7 +20,7 @@ import pytest
 from venuecam import config as config_mod
 from venuecam import db as db_mod
 
-pytest_plugins = ["fixtures_platform", "fixtures_status", "fixtures_update", "netns"]
+pytest_plugins = ["fixtures_platform", "fixtures_status", "fixtures_update", "fixtures_image", "netns"]
 
 VENV_BIN = Path(sys.executable).parent
 S3_KEY_ID = "testing-key-id"

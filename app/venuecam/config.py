@@ -166,7 +166,8 @@ class LedsConfig:
     online_pin: int = 17
     backlog_pin: int = 27
     fault_pin: int = 22
-    # gpiozero pin factory; "mock" in demo mode and tests.
+    # gpiozero pin factory: "" = "gpiod" (libgpiod on /dev/gpiochip*, any kernel); "mock" in
+    # demo mode and tests; or one gpiozero knows ("lgpio", ...).
     pin_factory: str = ""
 
 
@@ -178,7 +179,7 @@ class ProvisionConfig:
     ssh_authorized_keys: list[str] = field(default_factory=list)  # keys for root, keys-only ssh
     wifi_ssid: str = ""
     wifi_psk: str = secret("")
-    wifi_country: str = ""  # ISO 3166 code, e.g. "ID"; needed for Wi-Fi on a Pi
+    wifi_country: str = ""  # ISO 3166 code, e.g. "ID"; required with wifi_ssid
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{p}: config file not found (set --config or {ENV_PATH})") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config file: {e.strerror}") from None
-    return loads(raw.decode("utf-8", errors="replace"), source=str(p))
+    # A file saved by Windows Notepad starts with a UTF-8 byte order mark: not part of the TOML.
+    return loads(raw.decode("utf-8", errors="replace").removeprefix("\ufeff"), source=str(p))
 
 
 def loads(text: str, source: str = "<config>") -> Config:
@@ -435,6 +437,12 @@ def _check_provision(p: ProvisionConfig, source: str) -> None:
     for i, key in enumerate(p.ssh_authorized_keys):
         if not key.startswith(("ssh-", "ecdsa-", "sk-")) or len(key.split()) < 2 or "\n" in key:
             raise ConfigError(f"{source}: provision.ssh_authorized_keys[{i}]: expected one public key line")
+    if p.wifi_ssid and not p.wifi_country:
+        # Without a regulatory domain the Pi's radio stays blocked (or uses the world domain's
+        # channels only): a box that never joins the venue's Wi-Fi, with no error to see.
+        raise ConfigError(
+            f'{source}: provision.wifi_country: required when provision.wifi_ssid is set (a code like "ID")'
+        )
     if p.wifi_psk and not p.wifi_ssid:
         raise ConfigError(f"{source}: provision.wifi_psk: set without provision.wifi_ssid")
     if p.wifi_psk and not 8 <= len(p.wifi_psk) <= 63:

@@ -67,11 +67,37 @@ def setup(name: str, secrets: Iterable[str] = (), level: int = logging.INFO) -> 
         handler.addFilter(_redactor)
         handler._venuecam = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+        _add_journal(root, name)
     root.setLevel(level)
     # boto and urllib3 log request details (headers included) at DEBUG; keep them quiet.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "huey.consumer.Scheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return logging.getLogger(name)
+
+
+# Set by `venuecam supervise` for its programs when systemd runs it: their stderr goes to
+# supervisord's log files, so warnings and errors also go to the journal (`journalctl -u
+# venuecam`), where a person looking at the box sees them.
+JOURNAL_ENV = "VENUECAM_JOURNAL"
+SYSLOG_SOCKET = "/dev/log"
+
+
+def _add_journal(root: logging.Logger, name: str) -> None:
+    import os
+
+    if os.environ.get(JOURNAL_ENV) != "1" or not os.path.exists(SYSLOG_SOCKET):
+        return
+    from logging.handlers import SysLogHandler
+
+    try:
+        handler = SysLogHandler(address=SYSLOG_SOCKET)
+    except OSError:
+        return
+    handler.ident = f"venuecam-{name.replace(':', '-')}: "
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(_redactor)
+    root.addHandler(handler)
 
 
 def register_secrets(secrets: Iterable[str]) -> None:

@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from venuecam import config
+from venuecam import config, sdnotify
 from venuecam.errors import ConfigError
 
 LEAN_SUPERVISORD = (
@@ -55,6 +55,8 @@ THREADED_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 def _env(cfg: config.Config, config_path: str, extra: dict[str, str] | None = None) -> str:
     env = {"VENUECAM_CONFIG": config_path, "PYTHONUNBUFFERED": "1"}
+    if os.environ.get("INVOCATION_ID"):  # started by systemd: warnings to the journal too
+        env["VENUECAM_JOURNAL"] = "1"
     factory = cfg.leds.pin_factory or ("mock" if cfg.device.demo else "")
     if factory:
         env["GPIOZERO_PIN_FACTORY"] = factory
@@ -98,6 +100,8 @@ def render(cfg: config.Config, config_path: str, exe: str | None = None) -> str:
         out.append(f"[program:{name}]")
         out.append(f"command={exe} --config {shlex.quote(config_path)} {command}")
         out.append(f"environment={_env(cfg, config_path, env)}")
+        # A writable working directory (lgpio, if chosen as pin factory, makes its FIFO there).
+        out.append(f"directory={cfg.data_dir}")
         if user:
             out.append(f"user={user}")
         log_name = log_name or name
@@ -144,10 +148,34 @@ def prepare_dirs(cfg: config.Config) -> None:
             shutil.chown(d, pw.pw_uid, pw.pw_gid)
 
 
+# sysexits' EX_CONFIG: the unit's RestartPreventExitStatus= keeps a bad config from being
+# restarted (and from rebooting the box through StartLimitAction=) in a loop.
+EX_CONFIG = 78
+
+
+def check_system(cfg: config.Config, path: str) -> None:
+    """What the config asks of this system, checked before anything starts: a clear error,
+    not a program that fails and is restarted forever."""
+    for i, cam in enumerate(cfg.cameras):
+        if cam.source == "picamera2":
+            missing = [m for m in ("libcamera", "picamera2") if importlib.util.find_spec(m) is None]
+            if missing:
+                raise ConfigError(
+                    f"{path}: cameras[{i}].source: picamera2 needs the Pi camera stack, and this "
+                    f"system has no {' or '.join(missing)} (it comes with the Raspberry Pi OS base "
+                    "image; on this base use a USB or RTSP camera)"
+                )
+
+
 def run(args: argparse.Namespace) -> int:
     path = str(config.resolve_path(args.config).resolve())
-    cfg = config.load(path)
-    conf = render(cfg, path)
+    try:
+        cfg = config.load(path)
+        check_system(cfg, path)
+        conf = render(cfg, path)
+    except ConfigError as e:
+        print(f"venuecam supervise: {e}", file=sys.stderr)
+        return EX_CONFIG
     if args.print:
         print(conf)
         return 0
@@ -159,14 +187,67 @@ def run(args: argparse.Namespace) -> int:
     tmp = conf_path.with_suffix(".tmp")
     tmp.write_text(conf)
     os.replace(tmp, conf_path)
+    argv = _supervisord_argv(conf_path)
+    notifier = sdnotify.Notifier()
+    if notifier.enabled:
+        # Under systemd (Type=notify): stay the main process and feed its watchdog while healthy.
+        return _run_notified(argv, cfg, notifier)
+    os.execv(argv[0], argv)
+    return 0  # not reached
+
+
+def _supervisord_argv(conf_path: Path) -> list[str]:
     if importlib.util.find_spec("supervisor") is not None:
         # supervisord in this Python with OpenSSL left out: it speaks no TLS, and the
         # opportunistic `ssl`/`hashlib` imports of xmlrpc and http cost it ~4.6 MB of RSS.
-        os.execv(sys.executable, [sys.executable, "-c", LEAN_SUPERVISORD, "-n", "-c", str(conf_path)])
+        return [sys.executable, "-c", LEAN_SUPERVISORD, "-n", "-c", str(conf_path)]
     supervisord = shutil.which("supervisord", path=str(Path(sys.executable).parent)) or shutil.which(
         "supervisord"
     )
     if not supervisord:
         raise ConfigError("supervisord not found beside the venuecam command or on PATH")
-    os.execv(supervisord, [supervisord, "-n", "-c", str(conf_path)])
-    return 0  # not reached
+    return [supervisord, "-n", "-c", str(conf_path)]
+
+
+def _run_notified(argv: list[str], cfg: config.Config, notifier: sdnotify.Notifier) -> int:
+    """supervisord as a child; READY=1 once it answers, WATCHDOG=1 only while the stack is
+    healthy, and signals passed on so that it stops the programs in order."""
+    import signal
+    import subprocess
+    import time
+
+    from venuecam.status import supervisor_rpc
+
+    child = subprocess.Popen(argv)
+    stop: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        stop.append(signum)  # only record; the loop passes it on
+        child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    # Ping at a third of the watchdog period (systemd's advice is at least half).
+    period = notifier.watchdog_s / 3 if notifier.watchdog_s else 10.0
+    tracker = sdnotify.HealthTracker()
+    ready = False
+    last_reason = ""
+    while child.poll() is None:
+        states = supervisor_rpc.program_states(cfg.supervisor_socket, timeout=min(5.0, period))
+        verdict = tracker.observe(states, time.monotonic())
+        if not ready and states.get("available"):
+            notifier.send("READY=1", f"MAINPID={os.getpid()}")
+            ready = True
+        if verdict.reason != last_reason:
+            notifier.send(f"STATUS={verdict.reason}")
+            print(f"venuecam supervise: stack {'healthy' if verdict.healthy else 'UNHEALTHY'}: "
+                  f"{verdict.reason}", file=sys.stderr, flush=True)  # fmt: skip
+            last_reason = verdict.reason
+        if ready and verdict.healthy and not stop:
+            notifier.send("WATCHDOG=1")
+        deadline = time.monotonic() + period
+        while child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    if stop:
+        notifier.send("STOPPING=1")
+    return child.returncode if child.returncode >= 0 else 128 - child.returncode

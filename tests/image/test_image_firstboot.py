@@ -179,3 +179,78 @@ def test_provision_section_validation(tmp_path: Path, over: dict[str, object], k
 def test_example_config_is_valid() -> None:
     cfg = config.load(REPO / "provisioning" / "venuecam.example.toml")
     assert cfg.device.device_id
+
+
+# ---------------------------------------------------------------- files as people save them
+
+
+def test_windows_notepad_file_with_bom_and_crlf_is_accepted(box: Path, tmp_path: Path) -> None:
+    text = box_toml(tmp_path).replace("\n", "\r\n")
+    (box / "boot/firmware/venuecam.toml").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    proc = run_firstboot(box)
+    assert proc.returncode == 0, proc.stderr
+    installed = (box / "etc/venuecam/venuecam.toml").read_bytes()
+    assert not installed.startswith(b"\xef\xbb\xbf") and b"\r" not in installed
+    assert config.load(box / "etc/venuecam/venuecam.toml").provision.hostname == "court-7"
+
+
+def test_venuecam_toml_txt_is_found_and_said_so(box: Path, tmp_path: Path) -> None:
+    (box / "boot/firmware/venuecam.toml.txt").write_text(box_toml(tmp_path))
+    proc = run_firstboot(box)
+    assert proc.returncode == 0, proc.stderr
+    assert "found " in proc.stderr and "venuecam.toml.txt" in proc.stderr and "using it" in proc.stderr
+    assert (box / "etc/hostname").read_text() == "court-7\n"
+    assert not (box / "boot/firmware/venuecam.toml.txt").exists()
+    assert (box / "boot/firmware/venuecam.toml.applied").exists()
+
+
+def test_wifi_without_country_is_rejected_and_changes_nothing(box: Path, tmp_path: Path) -> None:
+    sections = base_sections(tmp_path, provision=provision_section(wifi_country=""))
+    (box / "boot/firmware/venuecam.toml").write_text(render_toml(sections))
+    before = snapshot(box)
+    proc = run_firstboot(box)
+    assert proc.returncode == 1
+    assert "provision.wifi_country: required" in proc.stderr
+    after = snapshot(box)
+    del after["run/venuecam-provision.error"]
+    assert after == before
+
+
+@pytest.mark.root
+def test_no_byte_of_the_secrets_is_left_on_the_fat_partition(box: Path, tmp_path: Path) -> None:
+    """A real FAT32 file system (as on the card), mounted; the file copied on as a person
+    would; after first boot not one secret's bytes are anywhere in the partition's image."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mount)")
+    if "vfat" not in Path("/proc/filesystems").read_text():
+        # This machine's kernel has no FAT driver; the emulated Pi boot makes the same check
+        # on the card (tests/image/test_pi_boot.py).
+        pytest.skip("this kernel has no vfat file system")
+    fat = tmp_path / "boot.vfat"
+    subprocess.run(["mkfs.vfat", "-F", "32", "-n", "BOOTFS", "-C", str(fat), str(64 * 1024)], check=True,
+                   capture_output=True)  # fmt: skip
+    source = tmp_path / "venuecam.toml"
+    source.write_text(box_toml(tmp_path))
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    subprocess.run(["mcopy", "-i", str(fat), str(source), "::/venuecam.toml"], check=True, env=env)
+    raw = fat.read_bytes()
+    for secret in (API_TOKEN, S3_SECRET, WIFI_PSK):
+        assert secret.encode() in raw  # the test can see them before
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    size = fat.stat().st_size
+    subprocess.run(["mount", "-o", f"loop,offset=0,sizelimit={size}", str(fat), str(mnt)], check=True)
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(FIRSTBOOT), "--root", str(box), "--boot-dir", str(mnt), "--no-system"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(p.name for p in mnt.iterdir()) == ["venuecam.toml.applied"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    raw = fat.read_bytes()
+    for secret in (API_TOKEN, S3_SECRET, WIFI_PSK):
+        assert secret.encode() not in raw, f"{secret[:4]}... is still in the FAT partition"
+    # The rest of what was applied is still readable where it belongs.
+    assert "court-7" in (box / "etc/hostname").read_text()

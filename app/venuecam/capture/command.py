@@ -42,8 +42,17 @@ def source_kind(source: str) -> SourceKind:
     )
 
 
-def input_args(cam: CameraConfig) -> list[str]:
-    """Arguments that open the camera's source (everything up to and including -i)."""
+# The encoders a source that gives raw frames can be recorded with, best first where present:
+# the Pi 4's hardware H.264 encoder (V4L2 mem2mem, Raspberry Pi kernel) or x264 in software.
+HW_ENCODER = "h264_v4l2m2m"
+SW_ENCODER = "libx264"
+COPY = "copy"
+
+
+def input_args(cam: CameraConfig, input_codec: str | None = None) -> list[str]:
+    """Arguments that open the camera's source (everything up to and including -i).
+
+    `input_codec` "h264" on a V4L2 device asks the camera for its own H.264 stream."""
     kind = source_kind(cam.source)
     size = f"{cam.width}x{cam.height}"
     if kind is SourceKind.TESTSRC:
@@ -52,8 +61,9 @@ def input_args(cam: CameraConfig) -> list[str]:
         clock = "drawtext=text='%{gmtime}Z':x=4:y=4:fontsize=16:fontcolor=white:box=1:boxcolor=black@0.6"
         return ["-re", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={cam.fps},{clock}"]
     if kind is SourceKind.V4L2:
+        fmt = ["-input_format", "h264"] if input_codec == "h264" else []
         return [
-            "-f", "v4l2", "-thread_queue_size", "512",
+            "-f", "v4l2", "-thread_queue_size", "512", *fmt,
             "-framerate", str(cam.fps), "-video_size", size, "-i", cam.source,
         ]  # fmt: skip
     if kind is SourceKind.RTSP:
@@ -66,41 +76,80 @@ def input_args(cam: CameraConfig) -> list[str]:
     ]  # fmt: skip
 
 
-def encode_args(cam: CameraConfig) -> list[str]:
-    """libx264 for sources that give raw frames: cheap, low latency, a keyframe every second
-    (so a segment can be cut on any second boundary and a clip starts within a second)."""
+def encode_args(cam: CameraConfig, encoder: str = SW_ENCODER) -> list[str]:
+    """Encoding for sources that give raw frames: a keyframe every second (so a segment can
+    be cut on any second boundary and a clip starts within a second), constant-ish bitrate.
+    libx264: cheap, low latency. h264_v4l2m2m: the Pi 4's encoder, no CPU for the pixels."""
     rate = f"{cam.bitrate_kbps}k"
+    keys = ["-g", str(cam.fps), "-force_key_frames", "expr:gte(t,n_forced*1)"]
+    if encoder == HW_ENCODER:
+        return ["-c:v", HW_ENCODER, "-pix_fmt", "yuv420p", "-b:v", rate, *keys]
     return [
-        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+        "-c:v", SW_ENCODER, "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
         "-b:v", rate, "-maxrate", rate, "-bufsize", f"{cam.bitrate_kbps * 2}k",
-        "-g", str(cam.fps), "-keyint_min", str(cam.fps), "-sc_threshold", "0",
-        "-force_key_frames", "expr:gte(t,n_forced*1)",
+        "-keyint_min", str(cam.fps), "-sc_threshold", "0", *keys,
     ]  # fmt: skip
 
 
 def copies_stream(cam: CameraConfig, input_codec: str | None) -> bool:
-    """Stream copy for sources that already deliver H.264 (RTSP cameras, picamera2's encoder)."""
+    """Stream copy for sources that already deliver H.264: RTSP cameras, a USB (UVC) camera
+    that offers H.264, picamera2's encoder."""
     kind = source_kind(cam.source)
     if kind is SourceKind.PICAMERA2:
         return True
-    return kind is SourceKind.RTSP and input_codec == "h264"
+    return kind in (SourceKind.RTSP, SourceKind.V4L2) and input_codec == "h264"
+
+
+def choose_encoder(cam: CameraConfig, input_codec: str | None, hardware_encoder: bool) -> str:
+    """What records `cam`: "copy", "h264_v4l2m2m" (when the box has it) or "libx264"."""
+    if copies_stream(cam, input_codec):
+        return COPY
+    return HW_ENCODER if hardware_encoder else SW_ENCODER
+
+
+def parse_v4l2_formats(ffmpeg_stderr: str) -> set[str]:
+    """The pixel formats and codecs a V4L2 device offers, from `ffmpeg -list_formats all`.
+
+    Lines look like `[video4linux2,v4l2 @ 0x..] Compressed:  h264 :  H.264 : 1920x1080 ...`
+    and `[...] Raw       :  yuyv422 :  YUYV 4:2:2 : 640x480 ...`."""
+    out = set()
+    for line in ffmpeg_stderr.splitlines():
+        _, sep, rest = line.partition("] ")
+        if not sep:
+            continue
+        kind, _, tail = rest.partition(":")
+        if kind.strip() in ("Compressed", "Raw") and tail.strip():
+            out.add(tail.split(":", 1)[0].strip())
+    return out
+
+
+def v4l2_formats_argv(device: str, ffmpeg: str = "ffmpeg") -> list[str]:
+    return [ffmpeg, "-hide_banner", "-nostdin", "-f", "v4l2", "-list_formats", "all", "-i", device]
 
 
 def build_ffmpeg_argv(
-    cam: CameraConfig, run_dir: Path, input_codec: str | None = None, ffmpeg: str = "ffmpeg"
+    cam: CameraConfig,
+    run_dir: Path,
+    input_codec: str | None = None,
+    ffmpeg: str = "ffmpeg",
+    encoder: str | None = None,
 ) -> list[str]:
     """The whole ffmpeg command that records `cam` into `run_dir`.
 
-    `input_codec` is what a probe of an RTSP source found ("h264" means stream copy; anything
-    else, or unknown, is re-encoded). Output: `run_dir/000000.ts`, ... and `run_dir/list.csv`.
+    `input_codec` is what a probe of an RTSP or V4L2 source found ("h264" means stream copy;
+    anything else, or unknown, is re-encoded); `encoder` is `choose_encoder()`'s answer
+    (default: copy where possible, else libx264). Output: `run_dir/000000.ts`, ... and
+    `run_dir/list.csv`.
     """
     kind = source_kind(cam.source)
-    codec = ["-c:v", "copy"] if copies_stream(cam, input_codec) else encode_args(cam)
+    if encoder is None:
+        encoder = choose_encoder(cam, input_codec, hardware_encoder=False)
+    codec = ["-c:v", "copy"] if encoder == COPY else encode_args(cam, encoder)
     stdin = [] if kind is SourceKind.PICAMERA2 else ["-nostdin"]
     return [
         ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats", *stdin,
         "-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD_S),
-        *input_args(cam),
+        *input_args(cam, input_codec),
         "-map", "0:v:0", "-an", *codec,
         "-f", "segment", "-segment_time", str(cam.segment_seconds), "-segment_format", "mpegts",
         "-reset_timestamps", "0",

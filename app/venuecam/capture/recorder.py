@@ -9,6 +9,7 @@ Nothing here touches the network beyond the camera itself: recording never waits
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import selectors
@@ -24,8 +25,16 @@ from venuecam.config import CameraConfig, mask_url
 from venuecam.errors import CaptureError
 from venuecam.media.runner import CommandError, popen, run
 
-from . import indexer
-from .command import LIST_NAME, SourceKind, build_ffmpeg_argv, rtsp_probe_argv, source_kind
+from . import indexer, probe
+from .command import (
+    COPY,
+    LIST_NAME,
+    SourceKind,
+    build_ffmpeg_argv,
+    choose_encoder,
+    rtsp_probe_argv,
+    source_kind,
+)
 from .picam import PicameraApi, PicameraSource
 from .segment_index import SegmentIndex
 from .segments import AnchorEstimator, ListEntry, mono_to_wall, parse_list, parse_progress_line, stall_window
@@ -53,6 +62,8 @@ class Recorder:
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
         ffmpeg: str = "ffmpeg",
+        hardware_encoder: Callable[[], bool] = probe.hardware_encoder,
+        v4l2_offers_h264: Callable[[str], bool] = probe.v4l2_offers_h264,
     ) -> None:
         self.cam = cam
         self.segments_dir = segments_dir
@@ -61,6 +72,9 @@ class Recorder:
         self.wall = wall
         self.mono = mono
         self.ffmpeg = ffmpeg
+        self.hardware_encoder = hardware_encoder
+        self.v4l2_offers_h264 = v4l2_offers_h264
+        self.encoder = ""
         self.kind = source_kind(cam.source)
         self._stop_requested: int | None = None
         self._stderr_tail: deque[str] = deque(maxlen=12)
@@ -95,13 +109,30 @@ class Recorder:
             return 0
         run_dir = indexer.runs_root(self.segments_dir, name) / str(int(self.wall() * 1000))
         run_dir.mkdir(parents=True, exist_ok=True)
-        argv = build_ffmpeg_argv(self.cam, run_dir, input_codec, ffmpeg=self.ffmpeg)
+        self.encoder = choose_encoder(
+            self.cam, input_codec, hardware_encoder=not self._copies(input_codec) and self.hardware_encoder()
+        )
+        self._publish_encoder(input_codec)
+        argv = build_ffmpeg_argv(self.cam, run_dir, input_codec, ffmpeg=self.ffmpeg, encoder=self.encoder)
         return self._record(run_dir, argv)
+
+    def _copies(self, input_codec: str | None) -> bool:
+        return choose_encoder(self.cam, input_codec, hardware_encoder=False) == COPY
+
+    def _publish_encoder(self, input_codec: str | None) -> None:
+        """Which encoder records this camera, for `venuecam status` (state row capture:<name>)."""
+        value = json.dumps({"encoder": self.encoder, "input_codec": input_codec, "source": self.kind.value})
+        try:
+            self.index.set_state(f"capture:{self.cam.name}", value)
+        except Exception as e:  # status detail only: recording must not wait on it
+            log.warning("%s camera %s: cannot record the encoder: %s", logs.CAPTURE, self.cam.name, e)
 
     def _check_source(self) -> str | None:
         """Fail fast, with the device or camera named, on a source that cannot work."""
-        if self.kind is SourceKind.V4L2 and not os.path.exists(self.cam.source):
-            raise CaptureError(f"video device {self.cam.source} does not exist (camera unplugged?)")
+        if self.kind is SourceKind.V4L2:
+            if not os.path.exists(self.cam.source):
+                raise CaptureError(f"video device {self.cam.source} does not exist (camera unplugged?)")
+            return "h264" if self.v4l2_offers_h264(self.cam.source) else None
         if self.kind is SourceKind.RTSP:
             try:
                 out = run(rtsp_probe_argv(self.cam.source), timeout=20).stdout
@@ -119,8 +150,9 @@ class Recorder:
         anchor = AnchorEstimator(fallback=started)
         self._save_anchor(run_dir, anchor)
         log.info(
-            "%s camera %s: recording %s (pid %d)", logs.CAPTURE, name, mask_url(self.cam.source), proc.pid
-        )
+            "%s camera %s: recording %s with %s (pid %d)",
+            logs.CAPTURE, name, mask_url(self.cam.source), self.encoder or "ffmpeg", proc.pid,
+        )  # fmt: skip
         exit_code = 1
         try:
             if picam:

@@ -27,6 +27,8 @@ INSERT_SQL = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+STATE_SQL = "INSERT OR REPLACE INTO state (key, value, updated_at) VALUES (?, ?, ?)"
+
 
 class SegmentInfo(Protocol):
     """What ffprobe tells about a segment (`media.probe.Probe` fits)."""
@@ -84,6 +86,17 @@ class SegmentIndex:
             self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:  # a failed COMMIT (disk full) may leave it open
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def set_state(self, key: str, value: str) -> None:
+        """One row of the shared `state` table (what `venuecam status` reads by key)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute(STATE_SQL, (key, value, str(utcnow())))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
 

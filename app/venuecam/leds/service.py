@@ -27,10 +27,19 @@ STATE_KEY = shared_state.LEDS
 REFRESH_STATE_S = 60.0
 
 
+# The box's pin factory when none is configured: libgpiod on /dev/gpiochip*, which works under
+# any kernel (see gpiod_factory). gpiozero's own default needs lgpio, RPi.GPIO or /dev/gpiomem.
+DEFAULT_FACTORY = "gpiod"
+
+
 def make_pin_factory(name: str) -> Any:
-    """A gpiozero pin factory by name; "mock" gives PWM-capable mock pins. "" = gpiozero's default."""
-    if not name:
-        return None
+    """A gpiozero pin factory by name: "gpiod" (the default), "mock" (PWM-capable mock pins),
+    or any factory gpiozero knows ("lgpio", "rpigpio", "pigpio", "native")."""
+    name = name or DEFAULT_FACTORY
+    if name == "gpiod":
+        from venuecam.leds.gpiod_factory import GpiodFactory
+
+        return GpiodFactory()
     if name == "mock":
         from gpiozero.pins.mock import MockFactory, MockPWMPin
 
@@ -93,7 +102,7 @@ class LedService:
     def _record(self, plan: LedPlan, now: dt.datetime, changed: bool) -> None:
         body = {
             "enabled": self.cfg.leds.enabled,
-            "pin_factory": self.factory_name or "default",
+            "pin_factory": self.factory_name or DEFAULT_FACTORY,
             "leds": {name: {"pin": self.pins[name], **s.as_dict()} for name, s in plan.leds().items()},
             "causes": list(plan.causes),
         }
@@ -108,6 +117,24 @@ class LedService:
         for led in self.leds.values():
             led.close()
         self.leds = {}
+
+
+def record_unavailable(cfg: Config, reason: str, now: dt.datetime | None = None) -> None:
+    """What `venuecam status` shows when the LEDs cannot be driven at all: a fault, not silence."""
+    now = now or utcnow()
+    name = cfg.leds.pin_factory or os.environ.get("GPIOZERO_PIN_FACTORY", "") or DEFAULT_FACTORY
+    body = {
+        "enabled": cfg.leds.enabled,
+        "pin_factory": name,
+        "error": f"GPIO cannot be opened: {reason}",
+        "leds": {},
+        "causes": [],
+        "updated_at": iso(now),
+    }
+    with State._meta.database.atomic():
+        State.insert(
+            key=STATE_KEY, value=json.dumps(body, sort_keys=True), updated_at=now
+        ).on_conflict_replace().execute()
 
 
 def _describe(state: LedState) -> str:

@@ -178,6 +178,7 @@ def cameras(cfg: Config, now: dt.datetime) -> list[dict[str, Any]]:
         last = _rows(SQL_LAST_SEGMENT, (cam.name,))[0][0]
         age = None if last is None else round(now_ts - float(last), 1)
         limit = cam.stall_timeout_s + cam.segment_seconds
+        run = read_state(f"capture:{cam.name}") or {}
         out.append(
             {
                 "name": cam.name,
@@ -186,6 +187,8 @@ def cameras(cfg: Config, now: dt.datetime) -> list[dict[str, Any]]:
                 "last_segment_age_s": age,
                 "recording": age is not None and age <= limit,
                 "stall_after_s": limit,
+                # "copy" (the camera's own H.264), "h264_v4l2m2m" (the Pi's encoder) or "libx264".
+                "encoder": run.get("encoder"),
             }
         )
     return out

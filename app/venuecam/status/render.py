@@ -126,7 +126,8 @@ def render(data: dict[str, Any], color: bool = False) -> str:
             if c["last_segment_age_s"] is None
             else f"last segment {duration(c['last_segment_age_s'])} ago"
         )
-        out.append(f"  {c['name']:<14} field {c['field_id']:<3} {rec}  {age}")
+        enc = f"  ({c['encoder']})" if c.get("encoder") else ""
+        out.append(f"  {c['name']:<14} field {c['field_id']:<3} {rec}  {age}{enc}")
 
     d = data.get("disk", {})
     if "free_bytes" in d:
@@ -159,7 +160,11 @@ def render(data: dict[str, Any], color: bool = False) -> str:
         out.append(f"programs:  {progs.get('error', 'unavailable')}")
 
     leds = data.get("leds")
-    if leds and leds.get("leds"):
+    if leds and leds.get("error"):
+        out.append(
+            paint(f"leds:      FAULT: {leds['error']} (pin factory {leds.get('pin_factory', '?')})", _RED)
+        )
+    elif leds and leds.get("leds"):
         parts = []
         order = ("online", "backlog", "fault")
         named = sorted(leds["leds"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9)

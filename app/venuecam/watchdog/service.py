@@ -35,6 +35,8 @@ LABEL = {Status.ONLINE: "ONLINE ✅", Status.OFFLINE: "OFFLINE ❌", Status.UNKN
 REFRESH_S = 15.0
 PRUNE_EVERY_S = 3600.0
 LED_TICK_S = 1.0
+# GPIO that could not be opened is tried again this often.
+LED_RETRY_S = 60.0
 
 OnChange = Callable[[Change, RoundResult], None]
 
@@ -160,11 +162,15 @@ class Watchdog:
     # ------------------------------------------------------------ LEDs
 
     def tick_leds(self) -> None:
-        """About once a second; an LED problem is logged once and never stops the watchdog."""
-        if not self.leds_enabled or self._leds_broken:
+        """About once a second; an LED problem is logged once and never stops the watchdog.
+
+        GPIO that cannot be opened (no chip, no permission, no pin library) is a fault a
+        person must see: it is logged at ERROR (the journal gets it), recorded for `venuecam
+        status`, and retried every LED_RETRY_S (udev may set the device's group late)."""
+        if not self.leds_enabled:
             return
         now = time.monotonic()
-        if now - self._last_led < LED_TICK_S:
+        if now - self._last_led < (LED_RETRY_S if self._leds_broken else LED_TICK_S):
             return
         self._last_led = now
         try:
@@ -172,20 +178,30 @@ class Watchdog:
                 from venuecam.leds.service import LedService
 
                 self._leds = LedService(self.cfg)
+                if self._leds_broken:
+                    log.info("%s GPIO opened: LEDs driven again", logs.LED)
+                self._leds_broken = False
             self._leds.tick()
             self._led_failing = False
-        except ImportError as e:
-            self._leds_broken = True
-            log.warning("%s LEDs disabled: %s", logs.LED, e)
         except Exception as e:
             if self._leds is None:
-                # The pins cannot be set up: give up on LEDs, keep watching the network.
-                self._leds_broken = True
-                log.warning("%s LEDs disabled: %s", logs.LED, e)
+                self._gpio_unavailable(e)
             elif not self._led_failing:
                 # Log once per streak of failures, not once a second.
                 self._led_failing = True
                 log.warning("%s LED update failed: %s", logs.LED, e)
+
+    def _gpio_unavailable(self, e: Exception) -> None:
+        reason = f"{type(e).__name__}: {e}"
+        if not self._leds_broken:
+            log.error("%s GPIO cannot be opened, the LEDs are dark: %s", logs.LED, reason)
+        self._leds_broken = True
+        try:
+            from venuecam.leds.service import record_unavailable
+
+            record_unavailable(self.cfg, reason)
+        except Exception as db_error:  # the database has its own faults; keep watching
+            log.warning("%s cannot record the GPIO fault: %s", logs.LED, db_error)
 
     # ------------------------------------------------------------ the loop
 

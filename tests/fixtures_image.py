@@ -1,0 +1,308 @@
+"""The built image and the emulated Raspberry Pis that boot it, shared by every test that asks.
+
+- `image`: `image/build.sh` once per session (the base comes from the machine's cache when
+  it is warm), with the Raspberry Pi OS base asked for and refused (a closed port), so the
+  fall-back to the Debian base is part of what is tested.
+- `pi3_box`, `pi4_box`: one emulated Pi of each kind per session, booted once and shared by
+  every test (and test module) that asks for it: first boot from a venuecam.toml on the
+  card, the stack up, segments recorded. Booting is the slow part (minutes under emulation),
+  so checks share the boot rather than each paying for one. Only the box a test asks for
+  runs; the other is paused in QEMU, so two emulations never fight over the CPU.
+
+Figures (build and boot times, sizes) go to build/image-test-figures.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import qemu_pi
+from conftest import API_TOKEN, S3_KEY_ID, S3_SECRET, free_port, render_toml, start_moto, wait_for_port
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = REPO / "build" / "image-test-figures.json"
+SIM_GUEST = ("10.0.2.100", 8080)
+S3_GUEST = ("10.0.2.101", 9000)
+WIFI_PSK = "imagetest-wifi-psk"
+HOSTNAME = "court-7"
+TOOLS = {
+    "mmdebstrap": "mmdebstrap",
+    "qemu-system-aarch64": "qemu-system-arm",
+    "qemu-aarch64-static": "qemu-user-static",
+    "mcopy": "mtools",
+    "mkfs.vfat": "dosfstools",
+    "sfdisk": "fdisk",
+    "bmaptool": "bmap-tools",
+    "xz": "xz-utils",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+}
+# Relays one guest connection (stdin/stdout, from QEMU's guestfwd) to a host loopback port.
+RELAY = """
+import os, select, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+inputs = [0, s]
+while inputs:
+    for r in select.select(inputs, [], [])[0]:
+        if r == 0:
+            data = os.read(0, 65536)
+            if data:
+                s.sendall(data)
+            else:
+                s.shutdown(socket.SHUT_WR)
+                inputs.remove(0)
+        else:
+            data = s.recv(65536)
+            if not data:
+                sys.exit(0)
+            os.write(1, data)
+"""
+
+
+def why_cannot_run() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (chroot, mounts and binfmt for the arm64 build)"
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if not shutil.which(tool)})
+    if missing:
+        return f"missing Debian packages: apt-get install {' '.join(missing)}"
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    if not (binfmt / "status").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)], capture_output=True)
+    if not (binfmt / "qemu-aarch64").exists():
+        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True)
+    if not (binfmt / "qemu-aarch64").exists():
+        return "no binfmt_misc handler for arm64 (qemu-user-static) on this machine"
+    return None
+
+
+def record(**figures: object) -> None:
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    FIGURES.write_text(json.dumps({**old, **figures}, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- the image
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = why_cannot_run()
+    if reason:
+        pytest.skip(reason)
+    prebuilt = os.environ.get("VENUECAM_IMAGE_PREBUILT")  # iterate on the boot without a rebuild
+    if prebuilt:
+        return Path(prebuilt)
+    out = tmp_path_factory.mktemp("image-out")
+    work = tmp_path_factory.mktemp("image-work")
+    log = out / "build.log"
+    env = {
+        **os.environ,
+        "VENUECAM_IMAGE_OUT": str(out),
+        "VENUECAM_IMAGE_WORK": str(work),
+        "IMAGE_NAME": "venuecam-test",
+        "VENUECAM_IMAGE_URL_BASE": "https://downloads.example.com/venuecam/0.1.0",
+        # The pinned Raspberry Pi OS base, pointed at a closed loopback port (nothing leaves
+        # this machine): the build must say so and fall back to the Debian base.
+        "VENUECAM_IMAGE_BASE": "raspios",
+        "VENUECAM_RASPIOS_URL": f"http://127.0.0.1:{free_port()}/raspios.img.xz",
+        "VENUECAM_RASPIOS_SHA256": "0" * 64,
+    }
+    t0 = time.monotonic()
+    with log.open("w") as f:
+        proc = subprocess.run([str(REPO / "image/build.sh")], stdout=f, stderr=subprocess.STDOUT, env=env)
+    # The unpacked rootfs is a GB nobody needs now; never rmtree through a leftover bind mount.
+    if str(work) not in Path("/proc/mounts").read_text():
+        shutil.rmtree(work, ignore_errors=True)
+    text = log.read_text()
+    assert proc.returncode == 0, f"image/build.sh failed:\n{text[-4000:]}"
+    assert "cannot fetch the Raspberry Pi OS image" in text and "falling back to the Debian base" in text
+    cold = "building Debian" in text
+    img = out / "venuecam-test.img"
+    xz = out / "venuecam-test.img.xz"
+    record(**{
+        f"build_s_{'cold' if cold else 'cached_base'}": round(time.monotonic() - t0),
+        "image_raw_mib": round(img.stat().st_size / 2**20),
+        "image_raw_allocated_mib": round(img.stat().st_blocks * 512 / 2**20),
+        "image_xz_mib": round(xz.stat().st_size / 2**20, 1),
+    })  # fmt: skip
+    return img
+
+
+# ---------------------------------------------------------------- what the box talks to
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """The simulator and the S3 server on this host's loopback, forwarded into a guest."""
+    procs: list[subprocess.Popen[bytes]] = []
+    tmp = tmp_path_factory.mktemp("services")
+    try:
+        s3 = start_moto()
+        procs.append(s3.proc)
+        s3.client().create_bucket(Bucket="venue-videos")
+        sim_port = free_port()
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "venuecam", "simulator", "--host", "127.0.0.1", "--port", str(sim_port),
+             "--token", API_TOKEN, "--venue-id", "42", "--timezone", "UTC"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        procs.append(sim)
+        wait_for_port("127.0.0.1", sim_port)
+        relay = tmp / "relay.py"
+        relay.write_text(RELAY)
+        s3_port = int(s3.endpoint.rsplit(":", 1)[1])
+        yield {
+            "s3": s3,
+            "guestfwd": [
+                f"guestfwd=tcp:{SIM_GUEST[0]}:{SIM_GUEST[1]}-cmd:{sys.executable} {relay} {sim_port}",
+                f"guestfwd=tcp:{S3_GUEST[0]}:{S3_GUEST[1]}-cmd:{sys.executable} {relay} {s3_port}",
+            ],
+        }
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+
+
+def box_toml(pubkey: str, online_target: str) -> str:
+    sim = f"http://{SIM_GUEST[0]}:{SIM_GUEST[1]}"
+    sections = {
+        "device": {"device_id": "imagetest-box", "venue_id": "42", "timezone": "Asia/Jakarta"},
+        "booking_api": {"base_url": sim, "api_token": API_TOKEN, "sync_interval_s": 60, "timeout_s": 10.0},
+        "storage": {
+            "endpoint_url": f"http://{S3_GUEST[0]}:{S3_GUEST[1]}",
+            "bucket": "venue-videos",
+            "access_key_id": S3_KEY_ID,
+            "secret_access_key": S3_SECRET,
+            "region": "us-east-1",
+            "part_size_mb": 5,
+        },
+        "cameras": [
+            {
+                "name": "CAM_A",
+                "field_id": 1,
+                "source": "testsrc",
+                "segment_seconds": 4,
+                "width": 160,
+                "height": 120,
+                "fps": 2,
+                "bitrate_kbps": 100,
+                "stall_timeout_s": 120,
+            },
+        ],  # fmt: skip
+        "connectivity": {"tcp_targets": [online_target], "dns_names": [], "probe_service_hosts": False},
+        # The real GPIO chip of the emulated SoC, through the default (gpiod) pin factory.
+        "leds": {"enabled": True},
+        "provision": {
+            "hostname": HOSTNAME,
+            "ssh_authorized_keys": [pubkey],
+            "wifi_ssid": "Venue WiFi",
+            "wifi_psk": WIFI_PSK,
+            "wifi_country": "ID",
+        },
+    }
+    return render_toml(sections)
+
+
+# ---------------------------------------------------------------- the boxes
+
+_boxes: dict[str, qemu_pi.PiBox] = {}
+
+
+def _activate(box: qemu_pi.PiBox) -> qemu_pi.PiBox:
+    """Only the box a test uses runs; others are paused (QEMU `stop`, resumed by `cont`)."""
+    for other in _boxes.values():
+        if other is not box and other.alive():
+            other.monitor("stop")
+    if box.alive():
+        box.monitor("cont")
+    return box
+
+
+def _boot(machine: str, image: Path, tmp: Path, guestfwd: list[str], online_target: str) -> qemu_pi.PiBox:
+    key = tmp / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    disk = tmp / "sd.img"
+    card = qemu_pi.grow_card(image, disk)
+    toml = tmp / "venuecam.toml"
+    toml.write_text(box_toml(Path(f"{key}.pub").read_text().strip(), online_target))
+    qemu_pi.write_fat(disk, toml, "venuecam.toml")
+    box = qemu_pi.PiBox(machine, disk, tmp, key, guestfwd)
+    box.card_bytes = card  # type: ignore[attr-defined]
+    box.toml = toml  # type: ignore[attr-defined]
+    for other in _boxes.values():
+        if other.alive():
+            other.monitor("stop")
+    _boxes[machine] = box
+    box.start()
+    try:
+        box.wait_until("the serial shell", "true", timeout=900, via="serial")
+        box.mark("boot_to_serial_shell_s")
+        # No RTC and no NTP in here: give the box the host's time, as timesyncd would.
+        box.run(f"date -u -s @{int(time.time())} >/dev/null", via="serial")
+        if box.network:
+            box.wait_until("ssh", "true", timeout=900, via="ssh")
+            box.mark("boot_to_ssh_s")
+        box.wait_until("multi-user.target", "systemctl is-active multi-user.target", timeout=600)
+        box.mark("boot_to_multi_user_s")
+    except BaseException:
+        box.stop()
+        raise
+    return box
+
+
+def _finish(box: qemu_pi.PiBox) -> None:
+    record(**{f"{box.machine}_{k}": v for k, v in box.timings.items()})
+    box.stop()
+
+
+@pytest.fixture(scope="session")
+def _pi3_session(
+    image: Path, services: dict[str, object], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[qemu_pi.PiBox]:
+    if not qemu_pi.has_machine("raspi3b"):
+        pytest.skip("this QEMU has no raspi3b machine")
+    guestfwd = services["guestfwd"]
+    assert isinstance(guestfwd, list)
+    # The watchdog's probe is the box's own sshd: the serial shell can cut it (lo down).
+    box = _boot("raspi3b", image, tmp_path_factory.mktemp("raspi3b"), guestfwd, "127.0.0.1:22")
+    yield box
+    _finish(box)
+
+
+@pytest.fixture(scope="session")
+def _pi4_session(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[qemu_pi.PiBox]:
+    if os.environ.get("VENUECAM_TEST_RASPI4B") != "1":
+        # Not yet: under QEMU 10's raspi4b the image's kernel printed nothing on either
+        # emulated UART in our boots, so there is no channel into it (see the report of
+        # issue 10). The checks are the Pi 3's, ready to run once that is solved.
+        pytest.skip("the emulated Pi 4 boot is opt-in (VENUECAM_TEST_RASPI4B=1): no console channel yet")
+    if not qemu_pi.has_machine("raspi4b"):
+        pytest.skip(
+            f"this QEMU ({'.'.join(map(str, qemu_pi.qemu_version()))}) has no raspi4b machine (QEMU >= 9)"
+        )
+    # No network on the emulated Pi 4: the watchdog's probe is the box's own sshd.
+    box = _boot("raspi4b", image, tmp_path_factory.mktemp("raspi4b"), [], "127.0.0.1:22")
+    yield box
+    _finish(box)
+
+
+@pytest.fixture
+def pi3_box(_pi3_session: qemu_pi.PiBox) -> qemu_pi.PiBox:
+    """The booted emulated Pi 3 (ssh over USB networking, serial shell as fallback)."""
+    return _activate(_pi3_session)
+
+
+@pytest.fixture
+def pi4_box(_pi4_session: qemu_pi.PiBox) -> qemu_pi.PiBox:
+    """The booted emulated Pi 4 (serial shell only: QEMU has no network for it)."""
+    return _activate(_pi4_session)
