@@ -131,10 +131,7 @@ def record_unavailable(cfg: Config, reason: str, now: dt.datetime | None = None)
         "causes": [],
         "updated_at": iso(now),
     }
-    with State._meta.database.atomic():
-        State.insert(
-            key=STATE_KEY, value=json.dumps(body, sort_keys=True), updated_at=now
-        ).on_conflict_replace().execute()
+    shared_state.put_json(STATE_KEY, body, now)
 
 
 def _describe(state: LedState) -> str:

@@ -178,7 +178,7 @@ def cameras(cfg: Config, now: dt.datetime) -> list[dict[str, Any]]:
         last = _rows(SQL_LAST_SEGMENT, (cam.name,))[0][0]
         age = None if last is None else round(now_ts - float(last), 1)
         limit = cam.stall_timeout_s + cam.segment_seconds
-        run = read_state(f"capture:{cam.name}") or {}
+        run = shared_state.get_json(shared_state.capture_key(cam.name)) or {}
         out.append(
             {
                 "name": cam.name,
