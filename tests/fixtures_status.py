@@ -24,8 +24,8 @@ import pytest
 
 from venuecam import config as config_mod
 from venuecam import db as db_mod
-from venuecam import ledger
-from venuecam.models import Booking, PendingTask, Segment, State, TaskStatus, TaskType
+from venuecam import ledger, shared_state
+from venuecam.models import Booking, PendingTask, Segment, TaskStatus, TaskType
 from venuecam.statusd.client import StatusClient
 from venuecam.timeutil import booking_bounds, iso, naive_utc_to_ts, utcnow
 
@@ -87,10 +87,7 @@ def populate(cfg: config_mod.Config, now: dt.datetime | None = None) -> dict[str
 
 
 def set_state(key: str, value: dict[str, Any], now: dt.datetime | None = None) -> None:
-    with State._meta.database.atomic():
-        State.insert(
-            key=key, value=json.dumps(value), updated_at=now or utcnow()
-        ).on_conflict_replace().execute()
+    shared_state.put_json(key, value, now)
 
 
 def supervisord_conf(cfg: config_mod.Config, workdir: Path, extra_args: list[str] | None = None) -> str:

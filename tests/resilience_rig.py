@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -187,6 +188,19 @@ class Stack:
         except subprocess.TimeoutExpired:
             self.power_cut()
 
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`venuecam --config <this stack's> ARGS`, as an operator on the box would run it."""
+        return subprocess.run(
+            [sys.executable, "-m", "venuecam", "--config", str(self.path), *args],
+            capture_output=True, text=True, timeout=timeout, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )  # fmt: skip
+
+    def status(self) -> dict[str, Any]:
+        """`venuecam status --json`'s data."""
+        out = self.cli("status", "--json")
+        assert out.returncode == 0, out.stderr
+        return dict(json.loads(out.stdout))
+
     def log(self, program: str) -> str:
         p = self.cfg.log_dir / f"{program}.log"
         return p.read_text(errors="replace") if p.exists() else ""
@@ -249,7 +263,7 @@ class Stack:
                 size_bytes=mp4_bytes, sha256=sha.hexdigest(),
             )  # fmt: skip
         if enqueue:
-            pipeline.after_clip(self.cfg, video)
+            pipeline.enqueue_upload(self.cfg, video)
         return ClipFiles(uid, booking_id, sha.hexdigest(), mp4_bytes, paths)
 
     def dispatch(self) -> int:

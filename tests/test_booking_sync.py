@@ -71,7 +71,8 @@ def test_sync_stores_bookings_and_logs_creation(
     result = sync_bookings(sync_cfg, now=NOW, progress=lambda *a: progress.append(a))
     assert result.as_dict() | {"dates": None} == {
         "fetched": 2, "created": 2, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates": 0,
-        "unknown_status": 0, "cancelled": 0, "videos_cancelled": 0, "tasks_cancelled": 0, "pages": 3,
+        "unknown_status": 0, "cancelled": 0, "videos_cancelled": 0, "tasks_cancelled": 0, "videos_recut": 0,
+        "pages": 3,
         "dates": None,
     }  # fmt: skip
     assert result.dates == ["2025-01-22", "2025-01-23", "2025-01-24"]

@@ -33,8 +33,9 @@ def test_status_is_a_plain_screenful_without_a_tty(status_box: StatusBox) -> Non
     assert lines[0].startswith("venuecam test-box (venue 42)")
     assert lines[1].startswith("ONLINE since ") and "latency 12 ms" in lines[1]
     assert "NEEDS ATTENTION:" in text and "1 task(s) failed" in text
-    assert any(line.split() == ["uploads", "0", "1", "1", "1"] for line in lines), text
-    assert any(line.split() == ["notifications", "1", "0", "0", "0"] for line in lines), text
+    # waiting, running, expired, failed, done
+    assert any(line.split() == ["uploads", "0", "1", "0", "1", "1"] for line in lines), text
+    assert any(line.split() == ["notifications", "1", "0", "0", "0", "0"] for line in lines), text
     assert "BK-1-CAMERA_A-0" in text and "40%" in text and "40.0 MB / 100.0 MB" in text
     assert "#" in text and "HTTP 500 from store" in text
     assert any(line.split()[:4] == ["CAMERA_A", "field", "1", "recording"] for line in lines), text

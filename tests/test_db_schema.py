@@ -52,16 +52,17 @@ def test_a_database_from_before_versions_counts_as_schema_1_and_is_migrated(
 def test_a_failed_step_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "v.db"
     db_mod.open_db(path).close()
+    current = db_mod.SCHEMA_VERSION
 
     def broken(database: object) -> None:
         database.execute_sql("CREATE TABLE half_done (x INTEGER)")  # type: ignore[attr-defined]
-        raise RuntimeError("step 2 broke")
+        raise RuntimeError(f"step {current + 1} broke")
 
-    monkeypatch.setattr(db_mod, "MIGRATIONS", {2: broken})
-    monkeypatch.setattr(db_mod, "SCHEMA_VERSION", 2)
-    with pytest.raises(RuntimeError, match="step 2 broke"):
+    monkeypatch.setattr(db_mod, "MIGRATIONS", {**db_mod.MIGRATIONS, current + 1: broken})
+    monkeypatch.setattr(db_mod, "SCHEMA_VERSION", current + 1)
+    with pytest.raises(RuntimeError, match=f"step {current + 1} broke"):
         db_mod.open_db(path)
-    assert version_of(path) == 1
+    assert version_of(path) == current
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchall() == []
 
@@ -78,8 +79,9 @@ def test_a_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
 def test_a_missing_step_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "v.db"
     db_mod.open_db(path).close()
-    monkeypatch.setattr(db_mod, "SCHEMA_VERSION", 3)
-    monkeypatch.setattr(db_mod, "MIGRATIONS", {2: lambda database: None})
-    with pytest.raises(db_mod.SchemaError, match="no migration to schema 3"):
+    current = db_mod.SCHEMA_VERSION
+    monkeypatch.setattr(db_mod, "SCHEMA_VERSION", current + 2)
+    monkeypatch.setattr(db_mod, "MIGRATIONS", {**db_mod.MIGRATIONS, current + 1: lambda database: None})
+    with pytest.raises(db_mod.SchemaError, match=f"no migration to schema {current + 2}"):
         db_mod.open_db(path)
-    assert version_of(path) == 2
+    assert version_of(path) == current + 1

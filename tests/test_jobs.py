@@ -1,5 +1,8 @@
 """Sync jobs: the runner (timeout, retries with backoff, progress, logs) with handlers
-registered in the registry, and seed 002's four cases through the real statusd."""
+registered in the registry, and seed 002's four cases through the real statusd.
+
+A job runs as the worker runs it: its ledger row executed by `worker.execute.execute_row`,
+each failed attempt scheduled by the ledger (`queue.sync_schedule_s`), with the clock passed in."""
 
 from __future__ import annotations
 
@@ -11,26 +14,55 @@ from typing import Any
 import pytest
 
 from fixtures_status import StatusBox
-from venuecam import jobs
+from venuecam import jobs, ledger, shared_state
 from venuecam.config import Config
 from venuecam.errors import AuthError, BadInputError
 from venuecam.jobs import runner, service
 from venuecam.jobs.registry import JobContext
-from venuecam.models import JobLog, SyncJob
+from venuecam.models import JobLog, SyncJob, TaskStatus
+from venuecam.worker.app import make_huey
+from venuecam.worker.execute import execute_row
+from venuecam.worker.tasks import HueyTasks, register
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0)
 
 
-class InlineWorker:
-    """Runs the job right here, as the worker process would (the real runner, no stand-in)."""
+def run_job(
+    cfg: Config, tasks: HueyTasks, job_id: str, now: dt.datetime = NOW
+) -> tuple[dict[str, Any], list[float]]:
+    """Execute the job's ledger row until the job is finished, each attempt at the time the
+    ledger scheduled it. Returns the job's final status and the waits between attempts."""
+    row = service.ledger_row(job_id)
+    assert row is not None
+    waits: list[float] = []
+    t = now
+    for _ in range(10):
+        execute_row(cfg, tasks, row.id, now=t)
+        row = ledger.get(row.id)
+        if row.status != TaskStatus.PENDING:
+            break
+        waits.append((row.next_retry_at - t).total_seconds())
+        t = row.next_retry_at
+    return service.get_job(job_id), waits
 
-    def __init__(self, cfg: Config) -> None:
+
+@pytest.fixture
+def tasks(cfg: Config) -> HueyTasks:
+    """The worker's tasks on a huey queue file of this test's own (nothing consumes it)."""
+    return register(make_huey(cfg), cfg)
+
+
+class InlineWorker:
+    """Runs the job right here, as the worker process would (the real executor, no stand-in)."""
+
+    def __init__(self, cfg: Config, tasks: HueyTasks) -> None:
         self.cfg = cfg
+        self.tasks = tasks
         self.ran: list[str] = []
 
     def run_job(self, job_id: str) -> None:
         self.ran.append(job_id)
-        runner.run_job(self.cfg, job_id, now=NOW)
+        run_job(self.cfg, self.tasks, job_id)
 
 
 @pytest.fixture
@@ -43,7 +75,7 @@ def handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
 
 
 def test_a_registered_handler_runs_to_completion_with_progress_and_logs(
-    cfg: Config, database: Any, handlers: dict
+    cfg: Config, database: Any, handlers: dict, tasks: HueyTasks
 ) -> None:
     @jobs.register("fields")
     def sync_fields(ctx: JobContext) -> dict[str, Any]:
@@ -53,8 +85,8 @@ def test_a_registered_handler_runs_to_completion_with_progress_and_logs(
         return {"success": True, "total": 100}
 
     job_id = service.start_job(cfg, "fields", "test", now=NOW)
-    final = runner.run_job(cfg, job_id, now=NOW)
-    assert final is not None
+    final, waits = run_job(cfg, tasks, job_id)
+    assert final["found"] and waits == []
     assert (final["state"], final["progress"], final["attempts"]) == ("completed", 100, 1)
     assert final["result"] == {"success": True, "total": 100}
     assert final["progressInfo"]["stage"] == "done"
@@ -67,10 +99,15 @@ def test_a_registered_handler_runs_to_completion_with_progress_and_logs(
     ]
     assert logs[0]["createdAt"] == "2026-03-01T12:00:00Z" and logs[0]["jobId"] == job_id
     # run again (a duplicate delivery): nothing happens
-    assert runner.run_job(cfg, job_id, now=NOW)["attempts"] == 1
+    assert run_job(cfg, tasks, job_id)[0]["attempts"] == 1
+    assert runner.run_attempt(cfg, job_id, 2, 3, lambda e: None, now=NOW).state == "not run"
+    assert service.get_job(job_id)["attempts"] == 1
+    assert service.ledger_row(job_id).status == TaskStatus.COMPLETED
 
 
-def test_failures_are_retried_with_exponential_backoff(cfg: Config, database: Any, handlers: dict) -> None:
+def test_failures_are_retried_with_exponential_backoff(
+    cfg: Config, database: Any, handlers: dict, tasks: HueyTasks
+) -> None:
     calls: list[int] = []
 
     @jobs.register("flaky")
@@ -80,17 +117,16 @@ def test_failures_are_retried_with_exponential_backoff(cfg: Config, database: An
             raise ConnectionError(f"platform timeout #{ctx.attempt}")
         return {"success": True}
 
-    slept: list[float] = []
     job_id = service.start_job(cfg, "flaky", "test", now=NOW)
-    final = runner.run_job(cfg, job_id, now=NOW, sleep=slept.append)
-    assert calls == [1, 2, 3] and slept == [5.0, 10.0]
+    final, waits = run_job(cfg, tasks, job_id)
+    assert calls == [1, 2, 3] and waits == [5.0, 10.0]  # queue.sync_schedule_s
     assert (final["state"], final["attempts"]) == ("completed", 3)
     levels = [row["level"] for row in service.job_logs(job_id)]
     assert levels.count("error") == 2 and levels.count("warn") == 2
 
 
 def test_a_job_fails_after_three_attempts_and_at_once_on_a_permanent_error(
-    cfg: Config, database: Any, handlers: dict
+    cfg: Config, database: Any, handlers: dict, tasks: HueyTasks
 ) -> None:
     @jobs.register("broken")
     def broken(ctx: JobContext) -> dict[str, Any]:
@@ -100,17 +136,16 @@ def test_a_job_fails_after_three_attempts_and_at_once_on_a_permanent_error(
     def unauthorized(ctx: JobContext) -> dict[str, Any]:
         raise AuthError("platform answered 401")
 
-    slept: list[float] = []
-    final = runner.run_job(cfg, service.start_job(cfg, "broken", "t", now=NOW), now=NOW, sleep=slept.append)
+    final, waits = run_job(cfg, tasks, service.start_job(cfg, "broken", "t", now=NOW))
     assert (final["state"], final["attempts"]) == ("failed", 3)
     assert final["error"] == "ValueError: bad page from platform (after 3 attempts)"
-    assert slept == [5.0, 10.0]
-    slept.clear()
-    final = runner.run_job(
-        cfg, service.start_job(cfg, "unauthorized", "t", now=NOW), now=NOW, sleep=slept.append
-    )
-    assert (final["state"], final["attempts"], slept) == ("failed", 1, [])
+    assert waits == [5.0, 10.0]
+    # The job's story is in its row; its ledger row is done, not a dead letter lighting the LED.
+    assert service.ledger_row(final["jobId"]).status == TaskStatus.COMPLETED
+    final, waits = run_job(cfg, tasks, service.start_job(cfg, "unauthorized", "t", now=NOW))
+    assert (final["state"], final["attempts"], waits) == ("failed", 1, [])
     assert "not retried" in final["error"]
+    assert shared_state.get_json(shared_state.PLATFORM_AUTH)["ok"] is False  # status and the LEDs say so
 
 
 def test_a_job_past_its_timeout_is_stopped_at_its_next_progress_call(
@@ -130,7 +165,9 @@ def test_a_job_past_its_timeout_is_stopped_at_its_next_progress_call(
         return {"success": True}
 
     job_id = service.start_job(cfg, "slow", "t", now=NOW)
-    final = runner.run_job(cfg, job_id, now=NOW, timeout_s=0.3, max_attempts=1)
+    outcome = runner.run_attempt(cfg, job_id, 1, 1, lambda e: None, now=NOW, timeout_s=0.3)
+    final = outcome.status
+    assert outcome.state == "failed" and isinstance(outcome.error, runner.JobStopped)
     assert final["state"] == "failed" and final["error"].startswith("timed out after 0.3 s")
     assert stopped.wait(5), "the handler was told to stop"
 
@@ -159,9 +196,11 @@ def test_start_job_reuses_an_active_job_and_cleanup_fails_stuck_ones(cfg: Config
     assert [j["jobId"] for j in service.list_jobs()] == [second, first]
 
 
-def test_unknown_sync_types_are_refused_and_change_nothing(cfg: Config, database: Any) -> None:
+def test_unknown_sync_types_are_refused_and_change_nothing(
+    cfg: Config, database: Any, tasks: HueyTasks
+) -> None:
     with pytest.raises(BadInputError, match="unknown sync type 'weather'"):
-        service.request_sync(cfg, "weather", False, "t", InlineWorker(cfg), now=NOW)
+        service.request_sync(cfg, "weather", False, "t", InlineWorker(cfg, tasks), now=NOW)
     with pytest.raises(BadInputError):
         service.start_job(cfg, "weather", "t")
     assert SyncJob.select().count() == 0 and JobLog.select().count() == 0
@@ -192,7 +231,9 @@ def test_seed_002_four_cases_through_statusd(status_box: StatusBox, handlers: di
         return {"success": True, "message": "Sync completed", "total": 10000}
 
     handlers["bookings"] = bookings
-    run = threading.Thread(target=runner.run_job, args=(status_box.cfg, job_a))
+    worker_tasks = register(make_huey(status_box.cfg), status_box.cfg)
+    row = service.ledger_row(job_a)
+    run = threading.Thread(target=execute_row, args=(status_box.cfg, worker_tasks, row.id))
     run.start()
     assert at_half.wait(30)
     status, again = c.post("/api/sync/bookings")

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from venuecam import ledger
-from venuecam.models import TaskStatus, TaskType
+from venuecam.models import PendingTask, TaskStatus, TaskType
 
 T0 = dt.datetime(2025, 1, 23, 10, 0, 0)
 SCHEDULE = [300, 1200, 2700, 7200, 18000]
@@ -83,19 +83,55 @@ def test_due_orders_oldest_booking_first(database: Any) -> None:
 
 
 def test_cancel_expire_and_purge(database: Any) -> None:
+    """Expired work (older than the expiration) is shown, never stopped: it is still due, claimed
+    and completed; only a person cancels it."""
     a, _ = new("upload_r2:a", booking_id="BK-1")
     b, _ = new("upload_r2:b", booking_id="BK-2")
     c, _ = new("upload_r2:c", booking_id="BK-3")
     assert ledger.cancel_for_booking("BK-1", "cancelled", T0) == 1
-    assert ledger.expire_old(1, at(7200)) == [b.id, c.id]
-    assert ledger.get(b.id).status == TaskStatus.EXPIRED
-    ledger.retry_failed([c.id], now=at(7200))
+    assert ledger.overdue(1, at(3599)) == []
+    assert [r.id for r in ledger.overdue(1, at(7200))] == [b.id, c.id]
+    assert ledger.get(b.id).status == TaskStatus.PENDING  # expired, still waiting
+    assert [r.id for r in ledger.due(at(7200))] == [b.id, c.id]
     ledger.claim(c.id, at(7200))
     ledger.complete(c.id, at(7200))
+    assert ledger.cancel([b.id, c.id], "given up by the operator", at(7200)) == [b.id]  # c ran already
+    assert ledger.overdue(1, at(7200)) == []
     assert ledger.purge_completed(7, at(7200 + 6 * 86400)) == 0
     assert ledger.purge_completed(7, at(7200 + 8 * 86400)) == 1
     assert ledger.get(a.id).status == TaskStatus.CANCELLED
-    assert ledger.counts() == {
-        (TaskType.UPLOAD, TaskStatus.CANCELLED): 1,
-        (TaskType.UPLOAD, TaskStatus.EXPIRED): 1,
-    }
+    assert ledger.counts() == {(TaskType.UPLOAD, TaskStatus.CANCELLED): 2}
+
+
+def test_rows_an_earlier_release_stopped_as_expired_wait_again(database: Any) -> None:
+    row, _ = new()
+    PendingTask.update(status=TaskStatus.EXPIRED).where(PendingTask.id == row.id).execute()
+    assert ledger.due(at(10)) == []
+    assert ledger.revive_legacy_expired(at(10)) == [row.id]
+    assert [r.id for r in ledger.due(at(10))] == [row.id] and ledger.get(row.id).attempts == 0
+
+
+def test_completing_a_step_creates_the_next_in_the_same_commit(database: Any) -> None:
+    row, _ = new()
+    ledger.claim(row.id, T0)
+    nxt = ledger.NewRow(TaskType.NOTIFY, "notify_ayo_api:x", {"unique_id": "x"}, max_attempts=4)
+    made = ledger.complete(row.id, at(1), then=nxt)
+    assert made is not None and made.unique_key == "notify_ayo_api:x" and made.status == TaskStatus.PENDING
+    assert ledger.get(row.id).status == TaskStatus.COMPLETED
+    # A row cancelled while it ran gets no successor.
+    other, _ = new("upload_r2:other", booking_id="BK-9")
+    ledger.claim(other.id, T0)
+    ledger.cancel_for_booking("BK-9", "cancelled", T0)
+    gone = ledger.NewRow(TaskType.NOTIFY, "notify_ayo_api:other", {}, max_attempts=4)
+    assert ledger.complete(other.id, at(1), then=gone) is None
+    assert PendingTask.get_or_none(PendingTask.unique_key == "notify_ayo_api:other") is None
+
+
+def test_due_pages_through_every_waiting_row(database: Any) -> None:
+    ids = [new(f"upload_r2:{i}", priority_ts=float(i % 3))[0].id for i in range(7)]
+    seen: list[int] = []
+    after = None
+    while page := ledger.due(T0, limit=3, after=after):
+        seen += [r.id for r in page]
+        after = (page[-1].priority_ts, page[-1].id)
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))

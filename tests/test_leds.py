@@ -4,7 +4,6 @@ database's facts, one situation at a time; what they show appears in `venuecam s
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,10 +13,10 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from venuecam import config as config_mod
 from venuecam import db as db_mod
-from venuecam import ledger
+from venuecam import ledger, shared_state
 from venuecam.leds.patterns import LedFacts, LedState, choose
 from venuecam.leds.service import LedService
-from venuecam.models import PendingTask, Segment, State, TaskStatus, TaskType
+from venuecam.models import PendingTask, Segment, TaskStatus, TaskType
 from venuecam.status import facts, render, shapes
 from venuecam.timeutil import iso, naive_utc_to_ts
 
@@ -100,7 +99,7 @@ def service(healthy: config_mod.Config) -> Iterator[tuple[LedService, MockFactor
 
 
 def set_state(key: str, value: dict[str, Any]) -> None:
-    State.insert(key=key, value=json.dumps(value), updated_at=NOW).on_conflict_replace().execute()
+    shared_state.put_json(key, value, NOW)
 
 
 def add_segment(end: dt.datetime) -> None:
@@ -209,7 +208,7 @@ def test_fault_led_asks_for_a_human(
             assert_alternates(wait_for_blinking(factory, FAULT_PIN, changes=2))
         assert factory.pin(ONLINE_PIN).state == 1  # still online: the LEDs say independent things
         # what the LEDs show is recorded for `venuecam status`
-        shown = facts.read_state("leds")
+        shown = shared_state.get_json(shared_state.LEDS)
         assert shown is not None and shown["leds"]["fault"]["mode"] == plan.fault.mode
         assert shown["leds"]["fault"]["pin"] == FAULT_PIN and shown["causes"] == [cause]
     finally:

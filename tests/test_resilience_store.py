@@ -91,10 +91,8 @@ def test_store_answering_500_and_503_in_bursts(
 def test_store_down_longer_than_the_backoff_table_fails_visibly_and_is_redriven(
     stack: Stack, proxy: FaultProxy, s3: Any, platform: Any
 ) -> None:
-    """While ONLINE a 5xx counts: the row ends `failed`, visible with its error, files kept;
-    `retry_failed` re-drives it to delivery."""
-    from venuecam import ledger
-
+    """While ONLINE a 5xx counts: the row ends `failed`, visible with its error in `venuecam
+    status`, files kept; `venuecam queue retry` re-drives it to delivery."""
     clips = [stack.make_clip("BK-SDOWN-1", 7 * MIB)]
     proxy.fail(status=503, for_seconds=600)
     stack.start()
@@ -105,10 +103,13 @@ def test_store_down_longer_than_the_backoff_table_fails_visibly_and_is_redriven(
     )
     assert row["attempts"] == 4 and "503" in row["error_msg"]
     assert clips[0].paths["mp4"].exists()
+    shown = stack.status()["failed_tasks"][0]
+    assert shown["id"] == row["id"] and "503" in shown["error"]
     proxy.clear()
-    stack.db()
-    assert ledger.retry_failed() == 1
-    stack.dispatch()
+    out = stack.cli("queue", "retry")
+    assert out.returncode == 0 and out.stdout.startswith("1 failed task(s) re-driven"), (
+        out.stdout + out.stderr
+    )
     finish(stack, s3, platform, clips)
 
 

@@ -92,7 +92,7 @@ def test_bad_schedules_say_what_is_wrong(spec: str, words: str) -> None:
 
 
 def test_notification_validation() -> None:
-    assert check_notification(video(), "BK-1-CAMERA_A-full") == "BK-1-CAMERA_A-full"
+    assert check_notification(video(), "BK-1-CAMERA_A-full") == ("BK-1-CAMERA_A-full", 1)
     with pytest.raises(BadInputError, match="Idempotency-Key"):
         check_notification(video(), None)
     with pytest.raises(BadInputError, match="differs from unique_id"):
@@ -101,6 +101,15 @@ def test_notification_validation() -> None:
         check_notification(video(video_type="long", sha256="xyz"), "BK-1-CAMERA_A-full")
     with pytest.raises(BadInputError, match="size_bytes"):
         check_notification(video(size_bytes="1000"), "BK-1-CAMERA_A-full")
+    # booking-api.md 2b: a replacement carries its revision in the key too
+    rev2 = video(revision=2, replaces_sha256="a" * 64)
+    assert check_notification(rev2, "BK-1-CAMERA_A-full#r2") == ("BK-1-CAMERA_A-full", 2)
+    with pytest.raises(BadInputError, match=r"expected BK-1-CAMERA_A-full#r2"):
+        check_notification(rev2, "BK-1-CAMERA_A-full")
+    with pytest.raises(BadInputError, match="revision: expected an integer >= 1"):
+        check_notification(video(revision=0), "BK-1-CAMERA_A-full")
+    with pytest.raises(BadInputError, match="replaces_sha256: expected 64"):
+        check_notification(video(revision=2, replaces_sha256="old"), "BK-1-CAMERA_A-full#r2")
 
 
 # ---------------------------------------------------------------- the process

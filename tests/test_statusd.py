@@ -35,6 +35,7 @@ def test_queue_status_has_seed_000_and_004_shape_and_the_box_facts(status_box: S
         "api_notify_pending": 1,
         "clip_pending": 0,
         "failed_tasks": 1,
+        "expired_tasks": 0,
     }
     assert data["queue_system_running"] is False  # supervisord answers, but runs no worker here
     # seed 004
@@ -104,8 +105,19 @@ def test_bad_input_gets_a_json_error_naming_what_was_wrong(status_box: StatusBox
         assert status == 400 and text in body["message"], payload
     status, body = c.post("/api/queue/retry", {"ids": ["x"]})
     assert status == 400 and "ids: expected a list of integer task ids" in body["message"]
+    notify_id = status_box.ids["notify"]  # type: ignore[attr-defined]
+    for path, payload, text in [
+        ("/api/queue/retry", {"ids": [notify_id]}, f"task(s) [{notify_id}]: not failed or given up"),
+        ("/api/queue/retry", {"every": True}, 'expected a JSON object with "ids"'),
+        ("/api/queue/cancel", None, '{"expired": true}'),
+        ("/api/queue/cancel", {"expired": "yes"}, '{"expired": true}'),
+        ("/api/queue/cancel", {"ids": [notify_id]}, f"task(s) [{notify_id}]: not expired and waiting"),
+    ]:
+        status, body = c.post(path, payload)
+        assert status == 400 and text in body["message"], (path, payload, body)
     # nothing changed: the failed task is still failed, no job was created
     assert c.get("/api/queue/tasks?status=failed")[1]["count"] == 1
+    assert c.get("/api/queue/tasks?status=pending")[1]["count"] == 1
     assert c.get("/api/jobs")[1]["count"] == 0
 
 

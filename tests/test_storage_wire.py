@@ -157,7 +157,7 @@ def test_upload_sockets_keep_little_unsent_data_in_the_kernel(make_config: Calla
 
     client = make_client(make_config().storage)
     # moto closes every connection after its answer, so none is left to look at after an
-    # upload; the pool's options are what each new connection gets (client._install_socket_options).
+    # upload; the pool's options are what each new connection gets (storage.botocore_patch.install_socket_options).
     opts = client._endpoint.http_session._manager.connection_pool_kw["socket_options"]
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         for level, name, value in opts:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from update_rig import Box, Releases
+from update_rig import BASE_SCHEMA, Box, Releases
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_good_release_with_a_migration_is_committed(box: Box, releases: Releases
     assert result["outcome"] == "committed", result
     assert box.link("current") == box.link("committed") == "0.2.0"
     assert box.releases() == ["0.1.0", "0.2.0"]
-    assert schema(box) == 2
+    assert schema(box) == BASE_SCHEMA + 1
     gate = result["gate"]
     assert gate["ok"] and gate["checks"]["camera CAMERA_A"].startswith("ok")
     assert gate["checks"]["upload probe"].startswith("ok") and gate["checks"]["booking sync"].startswith("ok")
@@ -54,7 +54,7 @@ def test_broken_release_is_rolled_back(box: Box, releases: Releases, breakage: s
     assert result["outcome"] == "rolled_back" and expect in result["reason"], result
     assert result["reason"].startswith("rolled back to 0.1.0: 0.3.0 failed its health gate")
     assert box.link("current") == "0.1.0" and box.releases() == ["0.1.0"]
-    assert schema(box) == 1  # the migration ran, the backup was restored
+    assert schema(box) == BASE_SCHEMA  # the migration ran, the backup was restored
     health = box.wait_healthy()
     assert health["ok"]
     status = json.loads(box.venuecam("status", "--json").stdout)

@@ -24,24 +24,25 @@ from typing import Any
 from conftest import base_sections, render_toml
 from resilience_rig import descendants, wait_until
 from venuecam import config as config_mod
+from venuecam import db as db_mod
 from venuecam.update import build as build_mod
 
 APP = Path(__file__).resolve().parent.parent / "app"
 CACHE = APP.parent / "build" / "release-cache"
 BOX_PYTHON = "/usr/bin/python3"
 
+# The schema of the release under test (the base release); "migrate" makes one schema newer.
+BASE_SCHEMA = db_mod.SCHEMA_VERSION
 # name -> (file under app/venuecam, text to add or (old, new)) making a broken release.
 BREAKAGES: dict[str, list[tuple[str, Any]]] = {
     "migrate": [
-        ("db.py", ("SCHEMA_VERSION = 1\n", "SCHEMA_VERSION = 2\n")),
+        # At the start of a line: db.py's docstring shows an indented example of the same line.
+        ("db.py", (f"\nSCHEMA_VERSION = {BASE_SCHEMA}\n", f"\nSCHEMA_VERSION = {BASE_SCHEMA + 1}\n")),
         (
             "db.py",
-            (
-                "MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {}\n",
-                "def _m2(db: SqliteDatabase) -> None:\n"
-                "    db.execute_sql('ALTER TABLE bookings ADD COLUMN update_probe TEXT')\n\n\n"
-                "MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {2: _m2}\n",
-            ),
+            "\n\ndef _m_update_probe(db: SqliteDatabase) -> None:\n"
+            "    db.execute_sql('ALTER TABLE bookings ADD COLUMN update_probe TEXT')\n\n\n"
+            f"MIGRATIONS[{BASE_SCHEMA + 1}] = _m_update_probe\n",
         ),
     ],
     "import": [

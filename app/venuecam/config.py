@@ -106,10 +106,13 @@ class QueueConfig:
     upload_schedule_s: list[int] = field(default_factory=lambda: [300, 1200, 2700, 7200, 18000])
     notify_schedule_s: list[int] = field(default_factory=lambda: [300, 1200, 2700])
     clip_schedule_s: list[int] = field(default_factory=lambda: [60, 300, 900])
+    # Seed 002: a sync job is tried 3 times with exponential backoff.
+    sync_schedule_s: list[int] = field(default_factory=lambda: [5, 10])
     max_concurrent_uploads: int = 3
     # Above this many waiting tasks the box reports a warning; nothing is ever dropped.
     max_queue_size: int = 1000
-    # Work older than this is marked expired (and logged); its files are kept.
+    # Work waiting longer than this is expired: shown in status, on the LEDs and in the log,
+    # and still delivered when it can be, unless the operator gives it up (`queue cancel`).
     expiration_hours: int = 168
     delete_after_upload: bool = False
     completed_retention_days: int = 7
@@ -124,6 +127,8 @@ class RetentionConfig:
     segment_days: int = 7
     # Below this much free space retention is not keeping up: the fault LED asks for a human.
     disk_warn_percent: float = 10.0
+    # Seed 001's DeleteOldBookings: bookings (players' names and phone numbers) kept this long.
+    booking_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -390,12 +395,18 @@ def _check_semantics(cfg: Config, source: str) -> None:
         for attr in ("segment_seconds", "width", "height", "fps", "bitrate_kbps", "stall_timeout_s"):
             if getattr(cam, attr) <= 0:
                 raise ConfigError(f"{source}: {key}.{attr}: expected a positive integer")
-    for name in ("upload_schedule_s", "notify_schedule_s", "clip_schedule_s"):
+    for name in ("upload_schedule_s", "notify_schedule_s", "clip_schedule_s", "sync_schedule_s"):
         sched = getattr(cfg.queue, name)
         if not sched or any(s < 0 for s in sched):
             raise ConfigError(f"{source}: queue.{name}: expected a non-empty list of seconds >= 0")
     if cfg.queue.max_concurrent_uploads < 1:
         raise ConfigError(f"{source}: queue.max_concurrent_uploads: expected at least 1")
+    if cfg.queue.expiration_hours < 1:
+        raise ConfigError(f"{source}: queue.expiration_hours: expected at least 1")
+    if cfg.retention.booking_days < 1:
+        raise ConfigError(f"{source}: retention.booking_days: expected at least 1")
+    if cfg.connectivity.log_retention_days < 1:
+        raise ConfigError(f"{source}: connectivity.log_retention_days: expected at least 1")
     if not cfg.storage.endpoint_url and not cfg.storage.account_id:
         raise ConfigError(f"{source}: storage: expected endpoint_url or account_id")
     if cfg.storage.part_size_mb < 5:

@@ -40,9 +40,26 @@ PRAGMAS = {
     "busy_timeout": 15000,
 }
 
-SCHEMA_VERSION = 1
+
+def _add_columns(db: SqliteDatabase, table: str, columns: list[tuple[str, str]]) -> None:
+    """ALTER TABLE ... ADD COLUMN for each (name, SQL definition) the table lacks (a column
+    already there is left alone, so the step is safe on any layout that reached it)."""
+    have = {row[1] for row in db.execute_sql(f'PRAGMA table_info("{table}")').fetchall()}
+    for column, definition in columns:
+        if column not in have:
+            db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {definition}')
+
+
+def _m2_videos_revision(db: SqliteDatabase) -> None:
+    """booking-api.md 2b: a video cut again after its booking changed is a new revision."""
+    _add_columns(
+        db, "videos", [("revision", "INTEGER NOT NULL DEFAULT 1"), ("replaces_sha256", "VARCHAR(255)")]
+    )
+
+
+SCHEMA_VERSION = 2
 # version -> the step that brings version - 1 to it. Steps are never edited once released.
-MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {}
+MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {2: _m2_videos_revision}
 
 
 class SchemaError(VenuecamError):

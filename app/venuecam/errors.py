@@ -23,6 +23,19 @@ class OfflineError(TransientError):
     """Failed because the device is offline: does not count against the attempt limit."""
 
 
+class RetryLater(TransientError):
+    """Nothing is wrong with the task; it must wait `retry_after` seconds (a server said so,
+    or a resource it needs is busy). The attempt does not count against the limit."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(RetryLater):
+    """HTTP 429: the server asks us to wait `retry_after` seconds (its `Retry-After`)."""
+
+
 class PermanentError(VenuecamError):
     """Retrying will not help (e.g. the platform rejects our token)."""
 

@@ -2,12 +2,17 @@
 
 huey executes; the ledger is the truth. A row moves:
 
-    pending --claim--> processing --complete--> completed
+    pending --claim--> processing --complete--> completed (and the next step's row, same commit)
        ^                  |  \\--fail (attempts left)--> pending (next_retry_at = now + schedule)
        |                  |   \\-fail (last attempt)---> failed   (kept; `retry_failed` re-drives)
-       |                  \\--release_offline---------> pending (attempt not counted)
+       |                  \\--release_offline / defer--> pending (attempt not counted)
        \\--reap_stale (heartbeat too old: worker died)--/
-    pending/processing --cancel--> cancelled      pending --expire--> expired
+    pending/processing --cancel--> cancelled
+
+A row waiting longer than `queue.expiration_hours` is *expired* (`overdue`): a fact shown in
+status and on the LEDs, not a state; it is still delivered (the reconnect wake, "process
+now" and the reconciler dispatch it like any waiting row) unless the operator gives it up
+(`cancel`, from `venuecam queue cancel`).
 
 Every change is one IMMEDIATE transaction, so two processes never both claim a row.
 All functions take `now` so tests drive the clock.
@@ -18,14 +23,31 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from peewee import fn
 
+from venuecam import retry
 from venuecam.models import PendingTask, TaskStatus
 from venuecam.timeutil import utcnow
 
 ACTIVE = (TaskStatus.PENDING, TaskStatus.PROCESSING)
+# What `due` hands out per query; `dispatch.dispatch_due` pages until nothing is left.
+DUE_PAGE = 500
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """A unit of work to record: `enqueue(**asdict)`, or with `complete(..., then=)`."""
+
+    task_type: str
+    unique_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    max_attempts: int = 1
+    booking_id: str | None = None
+    priority_ts: float = 0.0
+    delay_s: float = 0.0
 
 
 def _db():  # type: ignore[no-untyped-def]
@@ -61,6 +83,13 @@ def enqueue(
             updated_at=now,
         )
         return row, True
+
+
+def enqueue_row(spec: NewRow, now: dt.datetime | None = None) -> tuple[PendingTask, bool]:
+    return enqueue(
+        spec.task_type, spec.unique_key, spec.data, max_attempts=spec.max_attempts,
+        booking_id=spec.booking_id, priority_ts=spec.priority_ts, now=now, delay_s=spec.delay_s,
+    )  # fmt: skip
 
 
 def get(task_id: int) -> PendingTask | None:
@@ -106,12 +135,26 @@ def save_progress(
     heartbeat(task_id, now, progress_json=json.dumps(progress, sort_keys=True), **extra)
 
 
-def complete(task_id: int, now: dt.datetime | None = None) -> None:
+def complete(task_id: int, now: dt.datetime | None = None, then: NewRow | None = None) -> PendingTask | None:
+    """processing -> completed; with `then`, the next step's row is created in the same commit,
+    so a crash can never leave a finished step without its successor. Returns that row."""
     now = now or utcnow()
     with _db().atomic():
-        PendingTask.update(
-            status=TaskStatus.COMPLETED, finished_at=now, updated_at=now, error_msg=None, next_retry_at=None
-        ).where((PendingTask.id == task_id) & (PendingTask.status == TaskStatus.PROCESSING)).execute()
+        n = (
+            PendingTask.update(
+                status=TaskStatus.COMPLETED,
+                finished_at=now,
+                updated_at=now,
+                error_msg=None,
+                next_retry_at=None,
+            )
+            .where((PendingTask.id == task_id) & (PendingTask.status == TaskStatus.PROCESSING))
+            .execute()
+        )
+        if then is None or not n:
+            return None  # cancelled meanwhile: its successor must not appear either
+        row, _ = enqueue_row(then, now)
+        return row
 
 
 def fail(task_id: int, error: str, schedule_s: Sequence[int], now: dt.datetime | None = None) -> PendingTask:
@@ -129,7 +172,7 @@ def fail(task_id: int, error: str, schedule_s: Sequence[int], now: dt.datetime |
             row.next_retry_at = None
             row.finished_at = now
         else:
-            delay = schedule_s[min(row.attempts, len(schedule_s)) - 1] if schedule_s else 0
+            delay = retry.delay_after(schedule_s, row.attempts)
             row.status = TaskStatus.PENDING
             row.next_retry_at = now + dt.timedelta(seconds=delay)
         row.error_msg = error[:2000]
@@ -173,9 +216,13 @@ def defer(task_id: int, error: str, retry_in_s: float, now: dt.datetime | None =
 
 
 def due(
-    now: dt.datetime | None = None, task_types: Iterable[str] | None = None, limit: int = 100
+    now: dt.datetime | None = None,
+    task_types: Iterable[str] | None = None,
+    limit: int | None = None,
+    after: tuple[float, int] | None = None,
 ) -> list[PendingTask]:
-    """Pending rows whose time has come, oldest booking first."""
+    """Pending rows whose time has come, oldest booking first; `after` = the last (priority_ts,
+    id) of the previous page, to walk them all."""
     now = now or utcnow()
     q = PendingTask.select().where(
         (PendingTask.status == TaskStatus.PENDING)
@@ -183,7 +230,12 @@ def due(
     )
     if task_types is not None:
         q = q.where(PendingTask.task_type.in_(list(task_types)))
-    return list(q.order_by(PendingTask.priority_ts, PendingTask.id).limit(limit))
+    if after is not None:
+        q = q.where(
+            (PendingTask.priority_ts > after[0])
+            | ((PendingTask.priority_ts == after[0]) & (PendingTask.id > after[1]))
+        )
+    return list(q.order_by(PendingTask.priority_ts, PendingTask.id).limit(limit or DUE_PAGE))
 
 
 def mark_dispatched(task_ids: Iterable[int], now: dt.datetime | None = None) -> None:
@@ -230,16 +282,44 @@ def wake_all(now: dt.datetime | None = None, task_types: Iterable[str] | None = 
         return q.execute()
 
 
+# Rows `retry_failed` re-drives: dead letters, and those an earlier release stopped as expired.
+REDRIVABLE = (TaskStatus.FAILED, TaskStatus.EXPIRED)
+
+
+def redrivable(task_ids: Iterable[int] | None = None) -> list[PendingTask]:
+    """The rows `retry_failed(task_ids)` would re-drive."""
+    q = PendingTask.select().where(PendingTask.status.in_(REDRIVABLE))
+    if task_ids is not None:
+        q = q.where(PendingTask.id.in_(list(task_ids)))
+    return list(q.order_by(PendingTask.id))
+
+
 def retry_failed(task_ids: Iterable[int] | None = None, now: dt.datetime | None = None) -> int:
-    """Re-drive dead-lettered rows by hand: a fresh set of attempts, due now."""
+    """Re-drive dead-lettered rows by hand: a fresh set of attempts, due now. (The video a row
+    works on is reset by `venuecam.redrive`, which calls this.)"""
     now = now or utcnow()
     with _db().atomic():
         q = PendingTask.update(
             status=TaskStatus.PENDING, attempts=0, next_retry_at=now, finished_at=None, updated_at=now
-        ).where(PendingTask.status.in_([TaskStatus.FAILED, TaskStatus.EXPIRED]))
+        ).where(PendingTask.status.in_(REDRIVABLE))
         if task_ids is not None:
             q = q.where(PendingTask.id.in_(list(task_ids)))
         return q.execute()
+
+
+def reopen(task_ids: Iterable[int], now: dt.datetime | None = None) -> int:
+    """Rows that ended without success (failed, cancelled, expired) -> pending with a fresh
+    set of attempts, due now. Completed and active rows are left alone."""
+    now = now or utcnow()
+    ids = list(task_ids)
+    with _db().atomic():
+        return (
+            PendingTask.update(
+                status=TaskStatus.PENDING, attempts=0, next_retry_at=now, finished_at=None, updated_at=now
+            )
+            .where(PendingTask.id.in_(ids) & PendingTask.status.in_([*REDRIVABLE, TaskStatus.CANCELLED]))
+            .execute()
+        )
 
 
 def cancel_for_booking(booking_id: str, reason: str, now: dt.datetime | None = None) -> int:
@@ -252,21 +332,64 @@ def cancel_for_booking(booking_id: str, reason: str, now: dt.datetime | None = N
         )
 
 
-def expire_old(expiration_hours: float, now: dt.datetime | None = None) -> list[int]:
-    """Pending rows created longer ago than the expiration: marked expired, files untouched."""
+def cancel(
+    task_ids: Iterable[int],
+    reason: str,
+    now: dt.datetime | None = None,
+    statuses: Sequence[str] = (TaskStatus.PENDING,),
+) -> list[int]:
+    """Rows in `statuses` (waiting ones by default; never running ones: their handler is
+    mid-way) -> cancelled with `reason`. Returns the ids cancelled."""
     now = now or utcnow()
-    cutoff = now - dt.timedelta(hours=expiration_hours)
+    ids = list(task_ids)
     with _db().atomic():
-        ids = [
+        hit = [
             r.id
             for r in PendingTask.select(PendingTask.id).where(
-                (PendingTask.status == TaskStatus.PENDING) & (PendingTask.created_at < cutoff)
+                PendingTask.id.in_(ids) & PendingTask.status.in_(list(statuses))
             )
         ]
+        if hit:
+            PendingTask.update(
+                status=TaskStatus.CANCELLED, error_msg=reason[:2000], updated_at=now, finished_at=now,
+                next_retry_at=None,
+            ).where(PendingTask.id.in_(hit)).execute()  # fmt: skip
+        return hit
+
+
+def rows_for_video(booking_id: str, unique_id: str, statuses: Sequence[str] = ACTIVE) -> list[PendingTask]:
+    """Rows working on one video (any revision) in `statuses`."""
+    rows = PendingTask.select().where(
+        (PendingTask.booking_id == booking_id) & PendingTask.status.in_(list(statuses))
+    )
+    return [r for r in rows if r.data.get("unique_id") == unique_id]
+
+
+def overdue(
+    expiration_hours: float, now: dt.datetime | None = None, task_ids: Iterable[int] | None = None
+) -> list[PendingTask]:
+    """Waiting or running rows created longer ago than the expiration: *expired* work. It is
+    still delivered; this is what status, the LEDs and `venuecam queue cancel` show."""
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(hours=expiration_hours)
+    q = PendingTask.select().where(PendingTask.status.in_(ACTIVE) & (PendingTask.created_at < cutoff))
+    if task_ids is not None:
+        q = q.where(PendingTask.id.in_(list(task_ids)))
+    return list(q.order_by(PendingTask.priority_ts, PendingTask.id))
+
+
+def revive_legacy_expired(now: dt.datetime | None = None) -> list[int]:
+    """Rows an earlier release marked `expired` (and so stopped) go back to waiting, due now:
+    expiry no longer stops work. Called at worker start."""
+    now = now or utcnow()
+    with _db().atomic():
+        ids = [
+            r.id for r in PendingTask.select(PendingTask.id).where(PendingTask.status == TaskStatus.EXPIRED)
+        ]
         if ids:
-            PendingTask.update(status=TaskStatus.EXPIRED, updated_at=now, finished_at=now).where(
-                PendingTask.id.in_(ids)
-            ).execute()
+            PendingTask.update(
+                status=TaskStatus.PENDING, next_retry_at=now, finished_at=None, updated_at=now
+            ).where(PendingTask.id.in_(ids)).execute()
         return ids
 
 

@@ -77,13 +77,16 @@ class Segment(BaseModel):
 
 
 class VideoStatus:
+    """A video's states; `venuecam.videos.transition` is the only writer (its table says
+    which changes are allowed and why)."""
+
     PENDING = "pending"  # waiting to be cut
     READY = "ready"  # cut; waiting for upload
     UPLOADED = "uploaded"  # all three objects stored and verified
     NOTIFIED = "notified"  # the platform acknowledged it
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    EXPIRED = "expired"
+    CANCELLED = "cancelled"  # the booking was cancelled (or moved to a field this camera does not film)
+    FAILED = "failed"  # a step dead-lettered; `venuecam queue retry` re-drives it
+    EXPIRED = "expired"  # waited past queue.expiration_hours and the operator gave it up
 
 
 class Video(BaseModel):
@@ -114,6 +117,10 @@ class Video(BaseModel):
     thumb_url = TextField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # booking-api.md 2b: 1 for the first cut; +1 each time a booking change replaces a video the
+    # platform may already hold. `replaces_sha256` is the MP4 that revision replaces.
+    revision = IntegerField(default=1)
+    replaces_sha256 = CharField(null=True)
 
     class Meta:
         table_name = "videos"
@@ -127,6 +134,10 @@ class TaskType:
     CLIP = "clip"
     UPLOAD = "upload_r2"
     NOTIFY = "notify_ayo_api"
+    SYNC = "sync"  # one attempt of a seed-002 sync job per claim; the job row holds its story
+
+
+TASK_TYPES = (TaskType.CLIP, TaskType.UPLOAD, TaskType.NOTIFY, TaskType.SYNC)
 
 
 class TaskStatus:
@@ -134,8 +145,10 @@ class TaskStatus:
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"  # dead letter: kept, re-driven by hand
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"  # older than queue.expiration_hours; files kept
+    CANCELLED = "cancelled"  # the booking was cancelled, or the operator gave the work up
+    # Written only by earlier releases, which stopped work older than queue.expiration_hours;
+    # the worker revives such rows at start. Expired work now stays pending (ledger.overdue).
+    EXPIRED = "expired"
 
 
 class PendingTask(BaseModel):

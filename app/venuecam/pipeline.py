@@ -1,7 +1,10 @@
 """The product's flow as ledger rows: booking -> clip -> upload -> notify.
 
-Each step creates the next step's row (idempotently, by unique key) when it succeeds, so a
-crash between steps leaves a row to re-drive, never a forgotten step.
+Each step is a ledger row, keyed by its video and revision so enqueueing again finds it.
+A handler returns the next step (`upload_step`, `notify_step`) and the worker records it in
+the same commit that completes the step before it, so a crash between steps leaves a row to
+re-drive, never a forgotten step. Nothing here dispatches work: callers hand the rows to the
+worker (`worker.client.WorkerClient.send`), so this module knows nothing of huey.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ import datetime as dt
 import logging
 from typing import Any
 
-from venuecam import ledger, logs
+from venuecam import ledger, logs, retry, videos
 from venuecam.config import Config
 from venuecam.errors import BadInputError
-from venuecam.models import Booking, PendingTask, TaskType, Video, VideoStatus
+from venuecam.models import Booking, PendingTask, TaskStatus, TaskType, Video, VideoStatus
 from venuecam.storage.keys import unique_id as make_unique_id
 from venuecam.timeutil import to_naive_utc, utcnow
 
@@ -23,8 +26,49 @@ HIGHLIGHT_SECONDS = 60.0
 
 
 def max_attempts(schedule: list[int]) -> int:
-    """The first try runs at once; each delay in the schedule is one more attempt."""
-    return len(schedule) + 1
+    return retry.max_attempts(schedule)
+
+
+def row_key(task_type: str, unique_id: str, revision: int = 1) -> str:
+    """`upload_r2:<unique_id>`; a later revision's rows carry `#r<revision>`."""
+    return f"{task_type}:{unique_id}" + (f"#r{revision}" if revision > 1 else "")
+
+
+def row_revision(row: PendingTask) -> int:
+    return int(row.data.get("revision") or 1)
+
+
+def step(cfg: Config, task_type: str, video: Video, delay_s: float = 0.0) -> ledger.NewRow:
+    """The ledger row of one step of one video's current revision."""
+    revision = int(video.revision or 1)
+    return ledger.NewRow(
+        task_type=task_type,
+        unique_key=row_key(task_type, video.unique_id, revision),
+        data={"unique_id": video.unique_id, "revision": revision},
+        max_attempts=retry.max_attempts(retry.schedule_for(cfg, task_type)),
+        booking_id=video.booking_id,
+        priority_ts=float(video.start_ts),
+        delay_s=delay_s,
+    )
+
+
+def upload_step(cfg: Config, video: Video) -> ledger.NewRow:
+    return step(cfg, TaskType.UPLOAD, video)
+
+
+def notify_step(cfg: Config, video: Video) -> ledger.NewRow:
+    return step(cfg, TaskType.NOTIFY, video)
+
+
+def enqueue_clip(cfg: Config, video: Video, delay_s: float = 0.0) -> tuple[PendingTask, bool]:
+    return ledger.enqueue_row(step(cfg, TaskType.CLIP, video, delay_s))
+
+
+def enqueue_upload(cfg: Config, video: Video) -> PendingTask:
+    """An upload row for a video cut elsewhere (tests, tools); the worker's own flow creates it
+    with the clip row's completion."""
+    row, _ = ledger.enqueue_row(upload_step(cfg, video))
+    return row
 
 
 def due_bookings(cfg: Config, now_ts: float) -> list[Booking]:
@@ -62,20 +106,8 @@ def ensure_video(cfg: Config, booking: Booking, camera: str, video_type: str, st
     return video
 
 
-def enqueue_clip(cfg: Config, video: Video, delay_s: float = 0.0) -> tuple[PendingTask, bool]:
-    return ledger.enqueue(
-        TaskType.CLIP,
-        f"{TaskType.CLIP}:{video.unique_id}",
-        {"unique_id": video.unique_id},
-        max_attempts=max_attempts(cfg.queue.clip_schedule_s),
-        booking_id=video.booking_id,
-        priority_ts=video.start_ts,
-        delay_s=delay_s,
-    )
-
-
 def scan(cfg: Config, now_ts: float) -> list[PendingTask]:
-    """Clip rows for every finished booking x camera of its field that has none yet."""
+    """Clip rows for every finished booking x camera of its field whose video waits to be cut."""
     created: list[PendingTask] = []
     for booking in due_bookings(cfg, now_ts):
         cameras = cfg.cameras_for_field(booking.field_id) if booking.field_id is not None else []
@@ -87,7 +119,7 @@ def scan(cfg: Config, now_ts: float) -> list[PendingTask]:
             if new:
                 log.info(
                     "%s Clip task %d queued for booking %s camera %s (%s)",
-                    logs.QUEUE, row.id, booking.booking_id, cam.name, video.unique_id,
+                    logs.QUEUE, row.id, booking.booking_id, cam.name, row.unique_key.split(":", 1)[1],
                 )  # fmt: skip
                 created.append(row)
     return created
@@ -104,30 +136,61 @@ def next_booking_end(cfg: Config, now_ts: float) -> float | None:
     return None if row is None else float(row.end_ts) + cfg.clips.grace_s
 
 
-def after_clip(cfg: Config, video: Video) -> PendingTask:
-    row, _ = ledger.enqueue(
-        TaskType.UPLOAD,
-        f"{TaskType.UPLOAD}:{video.unique_id}",
-        {"unique_id": video.unique_id},
-        max_attempts=max_attempts(cfg.queue.upload_schedule_s),
-        booking_id=video.booking_id,
-        priority_ts=video.start_ts,
-    )
-    log.info("%s Upload task %d queued for video %s", logs.QUEUE, row.id, video.unique_id)
-    return row
+# ---------------------------------------------------------------- a booking that changed
 
 
-def after_upload(cfg: Config, video: Video) -> PendingTask:
-    row, _ = ledger.enqueue(
-        TaskType.NOTIFY,
-        f"{TaskType.NOTIFY}:{video.unique_id}",
-        {"unique_id": video.unique_id},
-        max_attempts=max_attempts(cfg.queue.notify_schedule_s),
-        booking_id=video.booking_id,
-        priority_ts=video.start_ts,
+def booking_changed(cfg: Config, booking: Booking, now: dt.datetime | None = None) -> list[Video]:
+    """A `success` booking's times or field changed (or it is on again after a cancellation):
+    its full videos are cut again (booking-api.md 2b), those of cameras that no longer film its
+    field are withdrawn. Returns the videos changed. The next clip scan queues the cuts."""
+    changed: list[Video] = []
+    if booking.start_ts is None or booking.end_ts is None:
+        return changed
+    cameras = (
+        {c.name for c in cfg.cameras_for_field(booking.field_id)} if booking.field_id is not None else set()
     )
-    log.info("%s API notification task %d queued for video %s", logs.QUEUE, row.id, video.unique_id)
-    return row
+    for video in Video.select().where(
+        (Video.booking_id == booking.booking_id) & (Video.video_type == "full")
+    ):
+        if video.status == VideoStatus.EXPIRED:
+            continue  # the operator gave it up; `queue retry` can still bring it back
+        if video.camera not in cameras:
+            if video.status != VideoStatus.CANCELLED:
+                reason = (
+                    f"booking moved to field {booking.field_id}, which camera {video.camera} does not film"
+                )
+                _supersede(video, video.revision + 1, reason, now)
+                changed.append(
+                    videos.transition(video, VideoStatus.CANCELLED, reason, prefix=logs.BOOKING, now=now)
+                )
+            continue
+        same = (video.start_ts, video.end_ts) == (booking.start_ts, booking.end_ts)
+        if same and video.status != VideoStatus.CANCELLED:
+            continue
+        why = "booking is on again" if same else (
+            f"booking times changed to {booking.date} {booking.start_time}-{booking.end_time}"
+        )  # fmt: skip
+        video = videos.recut(video, booking.start_ts, booking.end_ts, why, now=now)
+        _supersede(video, video.revision, f"superseded by revision {video.revision}: {why}", now)
+        changed.append(video)
+    return changed
+
+
+def _supersede(video: Video, revision: int, reason: str, now: dt.datetime | None) -> None:
+    """Cancel the waiting and dead-lettered rows of this video's revisions before `revision`.
+    A running one finishes on its own: its handler sees the newer revision and stops."""
+    stale = [
+        r.id
+        for r in ledger.rows_for_video(video.booking_id, video.unique_id,
+                                       (TaskStatus.PENDING, TaskStatus.FAILED))
+        if row_revision(r) < revision
+    ]  # fmt: skip
+    if stale:
+        ledger.cancel(stale, reason, now, statuses=(TaskStatus.PENDING, TaskStatus.FAILED))
+        log.info("%s %d task(s) of %s cancelled: %s", logs.QUEUE, len(stale), video.unique_id, reason)
+
+
+# ---------------------------------------------------------------- on-site highlight
 
 
 def running_booking(field_id: int, now_ts: float) -> Booking | None:
@@ -144,12 +207,15 @@ def running_booking(field_id: int, now_ts: float) -> Booking | None:
     )
 
 
-def request_highlight(cfg: Config, field_id: int, now: dt.datetime | None = None) -> dict[str, Any]:
+def request_highlight(
+    cfg: Config, field_id: int, now: dt.datetime | None = None
+) -> tuple[dict[str, Any], list[PendingTask]]:
     """A clip of the last minute of the booking running on a field (seed 001's on-site request).
 
     It goes through the normal clip/upload/notify path; the clip waits until the segment
     holding "now" is closed. Its unique_id carries the request time, so each press is its
-    own video and a retried request for the same second is the same one.
+    own video and a retried request for the same second is the same one. Returns the answer
+    and the clip rows, which the caller hands to the worker.
     """
     if isinstance(field_id, bool) or not isinstance(field_id, int):
         raise BadInputError("field_id: expected an integer")
@@ -172,17 +238,9 @@ def request_highlight(cfg: Config, field_id: int, now: dt.datetime | None = None
         row, _ = enqueue_clip(cfg, video, delay_s=wait)
         rows.append(row)
         uids.append(uid)
-    log.info(
-        "%s Highlight requested on field %d for booking %s: %s",
-        logs.QUEUE,
-        field_id,
-        booking.booking_id,
-        uids,
-    )
-    from venuecam.worker.client import WorkerClient
-
-    WorkerClient(cfg).send(rows)
-    return {
+    log.info("%s Highlight requested on field %d for booking %s: %s",
+             logs.QUEUE, field_id, booking.booking_id, uids)  # fmt: skip
+    answer = {
         "success": True,
         "message": f"Highlight clip queued for booking {booking.booking_id}",
         "booking_id": booking.booking_id,
@@ -190,3 +248,4 @@ def request_highlight(cfg: Config, field_id: int, now: dt.datetime | None = None
         "unique_ids": uids,
         "ready_after": to_naive_utc(now_ts + wait).isoformat() + "Z",
     }
+    return answer, rows

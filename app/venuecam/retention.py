@@ -19,6 +19,9 @@ from venuecam.models import Booking, Segment, Video, VideoStatus
 log = logging.getLogger("retention")
 
 SAFE = (VideoStatus.UPLOADED, VideoStatus.NOTIFIED, VideoStatus.CANCELLED)
+# A video given up by the operator (`queue cancel`) needs its footage no more; its clip, if cut,
+# is not in the bucket, so it is not SAFE for clip removal.
+SEGMENTS_FREE = (*SAFE, VideoStatus.EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,9 @@ def protected_spans(cfg: Config) -> dict[str, list[tuple[float, float]]]:
               .where(Video.video_type == "full")}  # fmt: skip
     for b in Booking.select().where((Booking.status == "success") & Booking.start_ts.is_null(False)):
         for cam in cfg.cameras_for_field(b.field_id) if b.field_id is not None else []:
-            if videos.get((b.booking_id, cam.name)) not in SAFE:
+            if videos.get((b.booking_id, cam.name)) not in SEGMENTS_FREE:
                 spans[cam.name].append((b.start_ts, b.end_ts))
-    for v in Video.select().where((Video.video_type == "highlight") & Video.status.not_in(SAFE)):
+    for v in Video.select().where((Video.video_type == "highlight") & Video.status.not_in(SEGMENTS_FREE)):
         spans.setdefault(v.camera, []).append((v.start_ts, v.end_ts))
     return spans
 

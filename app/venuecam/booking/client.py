@@ -2,7 +2,7 @@
 
 Errors map to the package's tree so callers decide without looking at HTTP:
 401/403 -> AuthError (retrying will not help); 429 -> RateLimitedError (a TransientError
-with `retry_after`); 5xx, timeouts, resets -> TransientError; refused connections, DNS
+with `retry_after`, which the worker waits for); 5xx, timeouts, resets -> TransientError; refused connections, DNS
 failures, unreachable networks -> OfflineError; HTML or broken JSON -> BadPageError.
 The API token goes into the Authorization header and nowhere else: no log line, no message.
 """
@@ -22,9 +22,10 @@ from urllib.parse import urlsplit
 import requests
 
 from venuecam import logs
+from venuecam.booking import notify
 from venuecam.booking.parse import BadPageError, Page, check_booking_id, parse_page
 from venuecam.config import BookingApiConfig
-from venuecam.errors import AuthError, BadInputError, OfflineError, TransientError
+from venuecam.errors import AuthError, BadInputError, OfflineError, RateLimitedError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,6 @@ VIDEOS_PATH = "/api/v1/videos"
 DEFAULT_MAX_PAGES = 200
 DEFAULT_RETRY_AFTER_S = 60.0
 MAX_RETRY_AFTER_S = 3600.0
-
-
-class RateLimitedError(TransientError):
-    """HTTP 429: the platform asks us to wait `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -117,13 +110,18 @@ class PlatformClient:
     # ------------------------------------------------------------ notifications
 
     def notify_video(self, payload: dict[str, Any], idempotency_key: str) -> NotifyResult:
-        """Report a finished video. 201/200 delivered; 409 already delivered (also a success)."""
+        """Report a finished video. 201/200 delivered; 409 already delivered, or (booking-api.md
+        2b) a revision the platform already has or has a newer one of: also a success."""
         unique_id = payload.get("unique_id")
-        if idempotency_key != unique_id:
+        revision = payload.get("revision", 1)
+        if not isinstance(unique_id, str) or isinstance(revision, bool) or not isinstance(revision, int):
+            raise BadInputError("notify: payload needs a unique_id string and an integer revision")
+        if idempotency_key != notify.idempotency_key(unique_id, revision):
             raise BadInputError(
-                f"notify: Idempotency-Key {idempotency_key!r} differs from payload unique_id {unique_id!r}"
+                f"notify: Idempotency-Key {idempotency_key!r} differs from payload unique_id "
+                f"{unique_id!r} revision {revision}"
             )
-        check_booking_id(idempotency_key)  # same rules: no '/', '..', control characters
+        check_booking_id(unique_id)  # same rules: no '/', '..', control characters
         what = f"POST videos ({idempotency_key})"
         resp = self._request(
             "POST",

@@ -2,8 +2,10 @@
 
 Each page is one transaction, so a failure mid-run keeps what was stored before it and the
 run raises for the caller's job machinery to retry. Bookings missing from the platform's
-list are never deleted. A booking that is now cancelled cancels its videos that are still
-in progress and their ledger rows (seed 001).
+list are never deleted here (`booking.purge` removes them after `retention.booking_days`).
+A booking that is now cancelled cancels its videos that are still in progress and their
+ledger rows (seed 001). A `success` booking whose times or field changed after its videos
+were made has them cut again (booking-api.md 2b, `pipeline.booking_changed`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from venuecam import ledger, logs
+from venuecam import ledger, logs, pipeline, videos
 from venuecam.booking.parse import BookingRecord, Page, normalize_page
 from venuecam.config import Config
 from venuecam.models import Booking, Video, VideoStatus
@@ -41,6 +43,8 @@ _COMPARED = (
     "start_ts",
     "end_ts",
 )
+# A change to these after a video was made means the video shows the wrong stretch or court.
+_RECUT_ON = ("start_ts", "end_ts", "field_id")
 
 # progress(stage, message, offset, current_total, expected_total): seed 002's progressInfo.
 ProgressFn = Callable[[str, str, int, int, int], None]
@@ -62,6 +66,7 @@ class SyncResult:
     cancelled: int = 0  # bookings that became cancelled in this run
     videos_cancelled: int = 0
     tasks_cancelled: int = 0
+    videos_recut: int = 0  # booking changed after its video was made (booking-api.md 2b)
     pages: int = 0
     dates: list[str] = field(default_factory=list)
 
@@ -133,7 +138,8 @@ def sync_bookings(
 def _summary(r: SyncResult) -> str:
     return (
         f"{r.fetched} fetched, {r.created} created, {r.updated} updated, {r.unchanged} unchanged, "
-        f"{r.skipped} skipped, {r.duplicates} duplicates, {r.cancelled} cancelled "
+        f"{r.skipped} skipped, {r.duplicates} duplicates, {r.cancelled} cancelled, "
+        f"{r.videos_recut} video(s) to cut again "
         f"over {r.pages} pages ({', '.join(r.dates)})"
     )
 
@@ -151,10 +157,10 @@ def _store_page(page: Page, cfg: Config, now: dt.datetime, result: SyncResult) -
     db = Booking._meta.database
     with db.atomic():
         for rec in norm.records:
-            _upsert(rec, now, result)
+            _upsert(cfg, rec, now, result)
 
 
-def _upsert(rec: BookingRecord, now: dt.datetime, result: SyncResult) -> None:
+def _upsert(cfg: Config, rec: BookingRecord, now: dt.datetime, result: SyncResult) -> None:
     cols = rec.columns()
     if rec.status == "unknown":
         result.unknown_status += 1
@@ -166,6 +172,7 @@ def _upsert(rec: BookingRecord, now: dt.datetime, result: SyncResult) -> None:
         )
     existing = Booking.get_or_none(Booking.booking_id == rec.booking_id)
     became_cancelled = False
+    recut = False
     if existing is None:
         Booking.create(**cols, created_at=now, updated_at=now, last_sync_at=now)
         result.created += 1
@@ -175,6 +182,9 @@ def _upsert(rec: BookingRecord, now: dt.datetime, result: SyncResult) -> None:
         changed = {k: cols[k] for k in _COMPARED if getattr(existing, k) != cols[k]}
         if changed:
             became_cancelled = rec.status == CANCELLED and existing.status != CANCELLED
+            recut = rec.status == "success" and (
+                any(k in changed for k in _RECUT_ON) or existing.status == CANCELLED
+            )
             Booking.update(**changed, updated_at=now, last_sync_at=now).where(
                 Booking.id == existing.id
             ).execute()
@@ -188,23 +198,21 @@ def _upsert(rec: BookingRecord, now: dt.datetime, result: SyncResult) -> None:
     if rec.status == CANCELLED:
         # Also for an already-cancelled booking: a video made meanwhile must not go out.
         _cancel_work(rec.booking_id, now, result)
+    if recut:
+        booking = Booking.get(Booking.booking_id == rec.booking_id)
+        result.videos_recut += len(pipeline.booking_changed(cfg, booking, now))
 
 
 def _cancel_work(booking_id: str, now: dt.datetime, result: SyncResult) -> None:
-    videos = list(
+    in_progress = list(
         Video.select().where((Video.booking_id == booking_id) & (Video.status.in_(_VIDEO_IN_PROGRESS)))
     )
-    for video in videos:
-        Video.update(status=VideoStatus.CANCELLED, status_msg=CANCEL_REASON, updated_at=now).where(
-            Video.id == video.id
-        ).execute()
+    for video in in_progress:
+        try:
+            videos.transition(video, VideoStatus.CANCELLED, CANCEL_REASON, prefix=logs.BOOKING, now=now)
+        except videos.VideoChanged:
+            continue  # a worker moved it on meanwhile; the next sync sees it again
         result.videos_cancelled += 1
-        log.info(
-            "%s Updated video %s to cancelled status for booking %s",
-            logs.BOOKING,
-            video.unique_id,
-            booking_id,
-        )
     tasks = ledger.cancel_for_booking(booking_id, CANCEL_REASON, now=now)
     if tasks:
         result.tasks_cancelled += tasks

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from venuecam import logs
+from venuecam import logs, shared_state
 from venuecam.config import CameraConfig, mask_url
 from venuecam.errors import CaptureError
 from venuecam.media.runner import CommandError, popen, run
@@ -123,7 +123,7 @@ class Recorder:
         """Which encoder records this camera, for `venuecam status` (state row capture:<name>)."""
         value = json.dumps({"encoder": self.encoder, "input_codec": input_codec, "source": self.kind.value})
         try:
-            self.index.set_state(f"capture:{self.cam.name}", value)
+            self.index.set_state(shared_state.capture_key(self.cam.name), value)
         except Exception as e:  # status detail only: recording must not wait on it
             log.warning("%s camera %s: cannot record the encoder: %s", logs.CAPTURE, self.cam.name, e)
 

@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Protocol
 
+from venuecam import shared_state
 from venuecam.errors import BadInputError
 from venuecam.timeutil import utcnow
 
@@ -26,8 +27,6 @@ INSERT_SQL = (
     "(camera, start_ts, end_ts, duration, path, bytes, codec, width, height, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-STATE_SQL = "INSERT OR REPLACE INTO state (key, value, updated_at) VALUES (?, ?, ?)"
 
 
 class SegmentInfo(Protocol):
@@ -90,10 +89,11 @@ class SegmentIndex:
             raise
 
     def set_state(self, key: str, value: str) -> None:
-        """One row of the shared `state` table (what `venuecam status` reads by key)."""
+        """One row of the shared `state` table (what `venuecam status` reads by key), by the
+        statement and key rules of `shared_state`, which owns the table."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.execute(STATE_SQL, (key, value, str(utcnow())))
+            self.conn.execute(shared_state.SQL_UPSERT, (shared_state.check(key), value, str(utcnow())))
             self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:

@@ -10,14 +10,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from venuecam import logs
+from venuecam import logs, videos
 from venuecam.clips import assemble, tsinfo
 from venuecam.clips.plan import ClipPlan, plan_clip, select_consistent
 from venuecam.config import Config
 from venuecam.errors import BadInputError, ClipError, DiskFullError
 from venuecam.media.probe import probe
 from venuecam.models import Segment, Video, VideoStatus
-from venuecam.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +91,8 @@ def usable_segments(rows: list[Segment]) -> tuple[list[UsableSegment], list[str]
 def cut_video(cfg: Config, video: Video, now: dt.datetime | None = None) -> Video:
     """Cut the clip, preview and thumbnail of one Video row; fill the row and mark it READY.
 
-    Raises ClipError when no segment covers the booking (the caller marks the video failed),
-    BadInputError for an unsafe booking id, camera or unique id.
+    Raises ClipError when no segment covers the booking, BadInputError for an unsafe booking
+    id, camera or unique id, videos.VideoChanged when the booking changed during the cut.
     """
     mp4_path, preview_path, thumb_path = clip_paths(cfg, video)
     start_ts, end_ts = float(video.start_ts), float(video.end_ts)
@@ -135,22 +134,14 @@ def cut_video(cfg: Config, video: Video, now: dt.datetime | None = None) -> Vide
     )
     assemble.make_thumbnail(mp4_path, thumb_path, at_s=min(5.0, result.duration_s / 2))
 
-    video.mp4_path = str(mp4_path)
-    video.preview_path = str(preview_path)
-    video.thumb_path = str(thumb_path)
-    video.duration_s = result.duration_s
-    video.size_bytes = result.size_bytes
-    video.sha256 = result.sha256
-    video.gaps_json = json.dumps([[round(a, 3), round(b, 3)] for a, b in plan.gaps])
-    video.status = VideoStatus.READY
-    video.status_msg = None
-    video.updated_at = now or utcnow()
-    with Video._meta.database.atomic():
-        video.save()
-    log.info(
-        "%s %s: ready, %.1f s, %d bytes, sha256 %s…%s",
-        logs.CLIP, what, result.duration_s, result.size_bytes, result.sha256[:12],
-        f", gaps {video.gaps_json}" if plan.gaps else "",
+    gaps_json = json.dumps([[round(a, 3), round(b, 3)] for a, b in plan.gaps])
+    # VideoChanged if the booking changed while this cut ran: the caller cuts the new bounds.
+    videos.transition(
+        video, VideoStatus.READY,
+        f"{result.duration_s:.1f} s, {result.size_bytes} bytes, sha256 {result.sha256[:12]}…"
+        + (f", gaps {gaps_json}" if plan.gaps else ""),
+        now=now, mp4_path=str(mp4_path), preview_path=str(preview_path), thumb_path=str(thumb_path),
+        duration_s=result.duration_s, size_bytes=result.size_bytes, sha256=result.sha256, gaps_json=gaps_json,
     )  # fmt: skip
     return video
 

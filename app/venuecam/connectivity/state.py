@@ -15,10 +15,10 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from venuecam.models import State
+from venuecam import shared_state
 from venuecam.timeutil import iso, utcnow
 
-KEY = "connectivity"
+KEY = shared_state.CONNECTIVITY
 ONLINE, OFFLINE, UNKNOWN = "ONLINE", "OFFLINE", "UNKNOWN"
 MARKERS = {ONLINE: "online", OFFLINE: "offline"}
 # A state not refreshed for this long was left by a watchdog that is gone: treat as UNKNOWN.
@@ -50,11 +50,11 @@ class ConnState:
 
 def read_state() -> ConnState:
     """The last published state (UNKNOWN if none, or unreadable). Needs an open database."""
-    row = State.get_or_none(State.key == KEY)
-    if row is None:
+    raw = shared_state.read_value(KEY)
+    if raw is None:
         return ConnState()
     try:
-        v = json.loads(row.value)
+        v = json.loads(raw)
         return ConnState(
             status=v["status"] if v.get("status") in (ONLINE, OFFLINE, UNKNOWN) else UNKNOWN,
             since=v.get("since"),
@@ -79,10 +79,7 @@ def is_online(now: dt.datetime | None = None, stale_after_s: float = STALE_AFTER
 
 def publish(state: ConnState, run_dir: Path | None = None) -> None:
     """Write the state row, then the marker file (the row is the truth; the file a hint)."""
-    with State._meta.database.atomic():
-        State.insert(
-            key=KEY, value=json.dumps(state.to_json(), sort_keys=True), updated_at=utcnow()
-        ).on_conflict_replace().execute()
+    shared_state.put_json(KEY, state.to_json())
     if run_dir is not None:
         write_marker(run_dir, state.status, state.generation)
 

@@ -1,9 +1,14 @@
-"""Run one sync job in the calling process (the worker): timeout, retries, progress, logs.
+"""Run one attempt of a sync job in the calling process (the worker): timeout, progress, logs.
 
     queued --claim--> active --handler returns--> completed
-                        |  \\--raises, attempts left--> (backoff) --> active again
-                        |   \\-raises: last attempt, or PermanentError--> failed
+      ^                 |  \\--raises, attempts left--> queued ("retrying": the ledger row
+      |                 |                              schedules the next attempt)
+      '-----------------+   \\-raises: last attempt, or PermanentError--> failed
                         \\--runs past the timeout--> that attempt fails (retried like an error)
+
+Each attempt is one claim of the job's ledger row (task type `sync`), so sync jobs retry
+through the same schedule machinery as all other work (`queue.sync_schedule_s`, seed 002's
+3 attempts with exponential backoff), and no huey thread sleeps between attempts.
 
 The handler runs in a thread so the runner can keep a heartbeat and enforce the timeout;
 a handler that overruns is told to stop at its next `progress()` call (threads cannot be
@@ -18,7 +23,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+from peewee import fn
 
 from venuecam import logs
 from venuecam.config import Config
@@ -31,8 +39,6 @@ from venuecam.timeutil import utcnow
 log = logging.getLogger("venuecam.jobs")
 
 JOB_TIMEOUT_S = 30 * 60
-MAX_ATTEMPTS = 3
-BACKOFF_BASE_S = 5.0  # waits 5 s, then 10 s, between attempts
 HEARTBEAT_S = 5.0
 
 
@@ -52,17 +58,6 @@ def _update(job_id: str, **fields: Any) -> int:
 def _log(job_id: str, level: str, message: str, clock: Callable[[], dt.datetime]) -> None:
     with _db().atomic():
         store.add_log(job_id, level, logs.redact(message), clock())
-
-
-def _claim(job_id: str, now: dt.datetime) -> SyncJob | None:
-    """queued -> active, once: a duplicate delivery of the same job does not run it twice."""
-    with _db().atomic():
-        n = (
-            SyncJob.update(state=store.ACTIVE, started_at=now, heartbeat_at=now)
-            .where((SyncJob.job_id == job_id) & (SyncJob.state == store.QUEUED))
-            .execute()
-        )
-    return store.get_row(job_id) if n else None
 
 
 class _Attempt:
@@ -130,77 +125,108 @@ class _Attempt:
                 return
 
 
-def run_job(
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """How one attempt ended: "completed", "failed" (for good), "retrying" (`error` says why;
+    the ledger row schedules the next attempt), or "not run" (the job is gone or finished)."""
+
+    state: str
+    error: BaseException | None = None
+    status: dict[str, Any] | None = None  # the job's status dict afterwards
+
+
+def _claim(job_id: str, attempt: int, now: dt.datetime) -> SyncJob | None:
+    """queued -> active for this attempt. Also from active: the ledger row's claim is exclusive,
+    so an active job met here is one whose worker died mid-attempt (the reaper re-drove it)."""
+    with _db().atomic():
+        n = (
+            SyncJob.update(state=store.ACTIVE, attempts=attempt, heartbeat_at=now,
+                           started_at=fn.COALESCE(SyncJob.started_at, now))
+            .where((SyncJob.job_id == job_id) & SyncJob.state.in_(store.RUNNING_STATES))
+            .execute()
+        )  # fmt: skip
+    return store.get_row(job_id) if n else None
+
+
+def run_attempt(
     cfg: Config,
     job_id: str,
+    attempt: int,
+    max_attempts: int,
+    retry_in: Callable[[BaseException], float | None],
     now: dt.datetime | None = None,
     *,
     timeout_s: float = JOB_TIMEOUT_S,
-    max_attempts: int = MAX_ATTEMPTS,
-    backoff_s: float = BACKOFF_BASE_S,
-    sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any] | None:
-    """Run job `job_id` to its end here; returns its final status dict (None if it is gone)."""
+) -> AttemptOutcome:
+    """Run attempt `attempt` of job `job_id` here. `retry_in(error)` says when the next attempt
+    runs after a failure (None: there is none). Nothing waits here: a failed attempt leaves
+    the job queued with its error and "retrying" progress, and the caller (the worker's sync
+    handler) lets its ledger row schedule the next one (`queue.sync_schedule_s`)."""
 
     def clock() -> dt.datetime:
         return now or utcnow()
 
-    job = _claim(job_id, clock())
+    job = _claim(job_id, attempt, clock())
     if job is None:
         row = store.get_row(job_id)
         if row is not None:
             log.info("%s Job %s is %s already; not run again", logs.BOOKING, job_id, row.state)
-        return None if row is None else store.job_dict(row)
+        return AttemptOutcome("not run", status=None if row is None else store.job_dict(row))
     if job.job_type not in HANDLERS:
         _finish_failed(job_id, f"unknown job type {job.job_type!r}", clock)
-        return _status(job_id)
+        return AttemptOutcome("failed", status=_status(job_id))
+    _log(job_id, "info", f"Attempt {attempt}/{max_attempts} started", clock)
 
-    for attempt in range(1, max_attempts + 1):
-        if not _update(job_id, attempts=attempt, heartbeat_at=clock()):
-            return None  # removed by a forced re-sync
-        _log(job_id, "info", f"Attempt {attempt}/{max_attempts} started", clock)
+    def make_ctx(progress: Callable[..., None]) -> JobContext:
+        def job_log(level: str, message: str) -> None:
+            _log(job_id, level, message, clock)
 
-        def make_ctx(progress: Callable[..., None], attempt: int = attempt) -> JobContext:
-            def job_log(level: str, message: str) -> None:
-                _log(job_id, level, message, clock)
+        return JobContext(cfg, job_id, job.job_type, attempt, progress, job_log)
 
-            return JobContext(cfg, job_id, job.job_type, attempt, progress, job_log)
-
-        run = _Attempt(make_ctx, job_id, clock)
-        run.run(timeout_s)
-        if run.stop_reason is None and run.error is None:
-            result = run.result if isinstance(run.result, dict) else {"result": run.result}
-            _update(
-                job_id,
-                state=store.COMPLETED,
-                progress=100,
-                result_json=json.dumps(result, default=str),
-                error_msg=None,
-                finished_at=clock(),
-                heartbeat_at=clock(),
-                progress_json=json.dumps({"stage": "done", "message": "Sync completed"}),
-            )
-            _log(job_id, "info", f"Completed: {_summary(result)}", clock)
-            log.info("%s Job %s completed: %s", logs.BOOKING, job_id, _summary(result))
-            return _status(job_id)
-        if store.get_row(job_id) is None:
-            return None
-        error = run.stop_reason or f"{run.error.__class__.__name__}: {run.error}"
-        permanent = isinstance(run.error, PermanentError)
-        _log(job_id, "error", f"Attempt {attempt}/{max_attempts} failed: {error}", clock)
-        if permanent or attempt == max_attempts:
-            why = "not retried" if permanent else f"after {attempt} attempts"
-            _finish_failed(job_id, f"{error} ({why})", clock)
-            return _status(job_id)
-        delay = backoff_s * 2 ** (attempt - 1)
+    run = _Attempt(make_ctx, job_id, clock)
+    run.run(timeout_s)
+    if run.stop_reason is None and run.error is None:
+        result = run.result if isinstance(run.result, dict) else {"result": run.result}
         _update(
             job_id,
-            error_msg=error,
-            progress_json=json.dumps({"stage": "retrying", "message": f"Retrying in {delay:g} s"}),
+            state=store.COMPLETED,
+            progress=100,
+            result_json=json.dumps(result, default=str),
+            error_msg=None,
+            finished_at=clock(),
+            heartbeat_at=clock(),
+            progress_json=json.dumps({"stage": "done", "message": "Sync completed"}),
         )
-        _log(job_id, "warn", f"Retrying in {delay:g} s", clock)
-        sleep(delay)
-    return _status(job_id)  # pragma: no cover - the loop always returns
+        _log(job_id, "info", f"Completed: {_summary(result)}", clock)
+        log.info("%s Job %s completed: %s", logs.BOOKING, job_id, _summary(result))
+        return AttemptOutcome("completed", status=_status(job_id))
+    if store.get_row(job_id) is None:
+        return AttemptOutcome("not run")  # removed by a forced re-sync meanwhile
+    err: BaseException = run.error if run.error is not None else JobStopped(str(run.stop_reason))
+    error = run.stop_reason or f"{err.__class__.__name__}: {err}"
+    permanent = isinstance(run.error, PermanentError)
+    _log(job_id, "error", f"Attempt {attempt}/{max_attempts} failed: {error}", clock)
+    retry_in_s = None if permanent else retry_in(err)
+    if retry_in_s is None:
+        why = "not retried" if permanent else f"after {attempt} attempts"
+        _finish_failed(job_id, f"{error} ({why})", clock)
+        return AttemptOutcome("failed", err, _status(job_id))
+    _update(
+        job_id,
+        state=store.QUEUED,
+        error_msg=logs.redact(error)[:2000],
+        heartbeat_at=clock(),
+        progress_json=json.dumps({"stage": "retrying", "message": f"Retrying in {retry_in_s:g} s"}),
+    )
+    _log(job_id, "warn", f"Retrying in {retry_in_s:g} s", clock)
+    return AttemptOutcome("retrying", err, _status(job_id))
+
+
+def fail_job(job_id: str, error: str, now: dt.datetime | None = None) -> None:
+    """End a job that is not finished yet as failed (its ledger row gave up)."""
+    row = store.get_row(job_id)
+    if row is not None and row.state in store.RUNNING_STATES:
+        _finish_failed(job_id, error, lambda: now or utcnow())
 
 
 def _finish_failed(job_id: str, error: str, clock: Callable[[], dt.datetime]) -> None:

@@ -9,7 +9,9 @@
 | force=true                 | delete every job of the type, new B | jobId B, status queued, forced: true       |
 
 The job id changes only with force (or when the last one failed). Jobs are never run here:
-`worker.run_job(job_id)` asks the worker process to run them.
+each job gets a ledger row (task type `sync`, created in the same commit as the job) and
+`worker.run_job(job_id)` asks the worker process to run it; its attempts and their backoff
+are the ledger's (`queue.sync_schedule_s`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import datetime as dt
 import logging
 from typing import Any, Protocol
 
-from venuecam import logs
+from venuecam import ledger, logs, retry
 from venuecam.config import Config
+from venuecam.connectivity.state import is_online
 from venuecam.errors import BadInputError
 from venuecam.jobs import store
 from venuecam.jobs.registry import HANDLERS
-from venuecam.models import JobLog, SyncJob
+from venuecam.models import JobLog, PendingTask, SyncJob, TaskStatus, TaskType
 from venuecam.timeutil import utcnow
 
 log = logging.getLogger("venuecam.jobs")
@@ -48,7 +51,24 @@ def _check_type(job_type: str) -> None:
         raise BadInputError(f"unknown sync type {job_type!r} (known: {known})")
 
 
-def _create(job_type: str, requested_by: str, now: dt.datetime) -> SyncJob:
+def ledger_key(job_id: str) -> str:
+    return f"{TaskType.SYNC}:{job_id}"
+
+
+def ledger_row(job_id: str) -> PendingTask | None:
+    return PendingTask.get_or_none(PendingTask.unique_key == ledger_key(job_id))
+
+
+def ensure_ledger_row(cfg: Config, job_id: str, now: dt.datetime | None = None) -> PendingTask:
+    """The job's ledger row (made with the job; made here for a job an earlier release left)."""
+    row, _ = ledger.enqueue(
+        TaskType.SYNC, ledger_key(job_id), {"job_id": job_id},
+        max_attempts=retry.max_attempts(cfg.queue.sync_schedule_s), now=now,
+    )  # fmt: skip
+    return row
+
+
+def _create(cfg: Config, job_type: str, requested_by: str, now: dt.datetime) -> SyncJob:
     job = SyncJob.create(
         job_id=store.new_job_id(job_type, now),
         job_type=job_type,
@@ -58,7 +78,15 @@ def _create(job_type: str, requested_by: str, now: dt.datetime) -> SyncJob:
         progress_json='{"stage": "queued", "message": "Waiting for the worker"}',
     )
     store.add_log(job.job_id, "info", f"Job created (requested by {job.requested_by})", now)
+    ensure_ledger_row(cfg, job.job_id, now)
     return job
+
+
+def _cancel_rows(job_ids: list[str], reason: str, now: dt.datetime) -> None:
+    rows = PendingTask.select(PendingTask.id).where(
+        PendingTask.unique_key.in_([ledger_key(j) for j in job_ids])
+    )
+    ledger.cancel([r.id for r in rows], reason, now)
 
 
 def _dispatch(worker: Worker, job: SyncJob, now: dt.datetime) -> None:
@@ -71,6 +99,7 @@ def _dispatch(worker: Worker, job: SyncJob, now: dt.datetime) -> None:
                 state=store.FAILED, error_msg=f"could not reach the worker: {e}", finished_at=now
             ).where(SyncJob.id == job.id).execute()
             store.add_log(job.job_id, "error", f"Could not hand the job to the worker: {e}", now)
+            _cancel_rows([job.job_id], "could not reach the worker", now)
         raise
 
 
@@ -89,10 +118,22 @@ def _stuck_query(cfg: Config, now: dt.datetime, job_type: str | None = None) -> 
     return q
 
 
+def _waiting_for_retry(job: SyncJob, now: dt.datetime) -> bool:
+    """A queued job whose ledger row waits for its next attempt, became due only recently, or
+    is held back because the box is offline (syncs need the network) is not stuck: the worker
+    will take it (the reconciler re-sends it if huey lost it; the reconnect wake when offline)."""
+    row = ledger_row(job.job_id)
+    if row is None or row.status != TaskStatus.PENDING or row.next_retry_at is None:
+        return False
+    return row.next_retry_at > now - dt.timedelta(seconds=QUEUED_STUCK_S) or not is_online()
+
+
 def _fail_stuck(cfg: Config, now: dt.datetime, job_type: str | None = None) -> dict[str, int]:
     """Mark stuck jobs failed (kept, with a log line). Returns {previous_state: n}. In a transaction."""
     breakdown = {"active": 0, "waiting": 0, "completed": 0, "failed": 0}
     for job in list(_stuck_query(cfg, now, job_type)):
+        if job.state == store.QUEUED and _waiting_for_retry(job, now):
+            continue
         was = "waiting" if job.state == store.QUEUED else "active"
         breakdown[was] += 1
         why = "never started" if was == "waiting" else "heartbeat stopped"
@@ -100,6 +141,7 @@ def _fail_stuck(cfg: Config, now: dt.datetime, job_type: str | None = None) -> d
             SyncJob.id == job.id
         ).execute()
         store.add_log(job.job_id, "warn", f"Job was stuck ({why}) and was cleaned up", now)
+        _cancel_rows([job.job_id], f"sync job stuck ({why}); cleaned up", now)
     return breakdown
 
 
@@ -120,7 +162,8 @@ def request_sync(
             if old:
                 JobLog.delete().where(JobLog.job_id.in_(old)).execute()
                 SyncJob.delete().where(SyncJob.job_id.in_(old)).execute()
-            job = _create(job_type, requested_by, now)
+                _cancel_rows(old, "removed by a forced re-sync", now)
+            job = _create(cfg, job_type, requested_by, now)
             response = {
                 "success": True,
                 "message": "All previous jobs were cleaned up. A new sync started in the background.",
@@ -155,7 +198,7 @@ def request_sync(
                         "result": store.result_of(last),
                     },
                 }
-            job = _create(job_type, requested_by, now)
+            job = _create(cfg, job_type, requested_by, now)
             response = {
                 "success": True,
                 "message": "Sync started in the background.",
@@ -191,7 +234,7 @@ def start_job(
         last = store.latest(job_type)
         if last is not None and last.state in store.RUNNING_STATES:
             return str(last.job_id)
-        return str(_create(job_type, requested_by, now).job_id)
+        return str(_create(cfg, job_type, requested_by, now).job_id)
 
 
 def _prune(job_type: str, now: dt.datetime) -> None:

@@ -16,6 +16,7 @@
 |                | blink (0.6 s / 0.6 s)      | disk nearly full                              |
 |                | long on (1.5 s / 0.5 s)    | clock not set (no NTP yet, year before build) |
 |                | blip (0.1 s on, 1.9 s off) | tasks failed (dead letter; `venuecam queue retry`) |
+|                |                            | or expired (waiting over queue.expiration_hours)  |
 |                | slow blink (1 s / 1 s)     | an update was rolled back, or waits for a human |
 
 The fault LED shows the most urgent cause (the order above); `venuecam status` lists all.
@@ -59,6 +60,7 @@ class LedFacts:
     disk_nearly_full: bool = False
     clock_set: bool = True
     failed: int = 0
+    expired: int = 0  # tasks waiting longer than queue.expiration_hours (still delivered)
     update_attention: tuple[str, ...] = ()  # "rolled back to 0.1.0: ...", an update waiting too long
 
 
@@ -106,6 +108,9 @@ def choose(facts: LedFacts) -> LedPlan:
     if facts.failed:
         why = f"{facts.failed} task(s) failed"
         causes.append((why, _blink(0.1, 1.9, why)))
+    if facts.expired:
+        why = f"{facts.expired} task(s) expired"
+        causes.append((why, _blink(0.1, 1.9, why)))
     for why in facts.update_attention:
         causes.append((why, _blink(1.0, 1.0, why)))
     fault = causes[0][1] if causes else OFF
@@ -125,5 +130,6 @@ def facts_from_snapshot(snapshot: dict[str, Any]) -> LedFacts:
         disk_nearly_full=bool(snapshot["disk"].get("nearly_full")),
         clock_set=bool(clock.get("clock_set", True)),
         failed=sum(by.get("failed", 0) for by in q.values()),
+        expired=int((snapshot.get("expired") or {}).get("total", 0)),
         update_attention=tuple((snapshot.get("update") or {}).get("attention", [])),
     )

@@ -15,16 +15,15 @@ import os
 import time
 from typing import Any
 
-from venuecam import logs
+from venuecam import logs, shared_state
 from venuecam.config import Config
 from venuecam.leds.patterns import LedPlan, LedState, choose, facts_from_snapshot
-from venuecam.models import State
 from venuecam.status import clock, facts
 from venuecam.timeutil import iso, utcnow
 
 log = logging.getLogger("venuecam.leds")
 
-STATE_KEY = "leds"
+STATE_KEY = shared_state.LEDS
 REFRESH_STATE_S = 60.0
 
 
@@ -111,9 +110,7 @@ class LedService:
         last = self._written
         if not changed and last and last[1] == text and time.monotonic() - last[0] < REFRESH_STATE_S:
             return
-        value = json.dumps({**body, "updated_at": iso(now)}, sort_keys=True)
-        with State._meta.database.atomic():
-            State.insert(key=STATE_KEY, value=value, updated_at=now).on_conflict_replace().execute()
+        shared_state.put_json(STATE_KEY, {**body, "updated_at": iso(now)}, now)
         self._written = (time.monotonic(), text)
 
     def close(self) -> None:
@@ -134,10 +131,7 @@ def record_unavailable(cfg: Config, reason: str, now: dt.datetime | None = None)
         "causes": [],
         "updated_at": iso(now),
     }
-    with State._meta.database.atomic():
-        State.insert(
-            key=STATE_KEY, value=json.dumps(body, sort_keys=True), updated_at=now
-        ).on_conflict_replace().execute()
+    shared_state.put_json(STATE_KEY, body, now)
 
 
 def _describe(state: LedState) -> str:

@@ -1,7 +1,8 @@
 """The simulator's HTTP side (stdlib `http.server`): booking-api.md plus `/_sim/` controls.
 
     GET  /api/v1/bookings?venue_id&date&offset&limit   bearer token; 401 otherwise
-    POST /api/v1/videos                                  bearer token + Idempotency-Key
+    POST /api/v1/videos                                  bearer token + Idempotency-Key; keeps the
+                                                         highest revision of each unique_id (2b)
     POST /_sim/bookings   {"bookings": [...], "date": opt, "append": opt, "remove": [ids]} or [...]
     POST /_sim/faults     {"bookings": {"mode": ..., "count": N, "after": K}, "videos": {...}}
     GET  /_sim/notifications    POST /_sim/reset    GET /_sim/health
@@ -138,13 +139,13 @@ class SimHandler(BaseHTTPRequestHandler):
             return
         key = self.headers.get("Idempotency-Key")
         payload = self._read_json(expect=None)
-        unique_id = check_notification(payload, key)  # BadInputError -> 400
-        status = 409 if self.server.state.is_delivered(unique_id) else 201
-        self.server.state.record_notification(unique_id, payload, status)
+        unique_id, revision = check_notification(payload, key)  # BadInputError -> 400
+        status = self.server.state.receive_notification(unique_id, revision, payload)
         if status == 409:
-            self._json(409, {"error": "already delivered", "unique_id": unique_id})
+            self._json(409, {"error": "already delivered (this revision or a newer one)", "unique_id": unique_id,
+                             "revision": revision})  # fmt: skip
         else:
-            self._json(201, {"status": "created", "unique_id": unique_id})
+            self._json(201, {"status": "created", "unique_id": unique_id, "revision": revision})
 
     def _apply_common_fault(self, fault: dict[str, Any]) -> bool:
         """Faults that replace the whole answer. True if the request was answered (or dropped)."""

@@ -45,8 +45,9 @@ def check_fault(endpoint: str, spec: Any) -> dict[str, Any]:
     return out
 
 
-def check_notification(payload: Any, idempotency_key: str | None) -> str:
-    """The contract's POST /api/v1/videos body; returns the unique_id or raises BadInputError."""
+def check_notification(payload: Any, idempotency_key: str | None) -> tuple[str, int]:
+    """The contract's POST /api/v1/videos body (sections 2 and 2b); returns (unique_id,
+    revision) or raises BadInputError."""
     if not idempotency_key:
         raise BadInputError("missing Idempotency-Key header")
     if not isinstance(payload, dict):
@@ -78,13 +79,22 @@ def check_notification(payload: Any, idempotency_key: str | None) -> str:
     need("size_bytes", is_int(size) and size >= 0, "an integer >= 0")
     need("sha256", isinstance(payload.get("sha256"), str) and bool(_SHA256_RE.match(payload["sha256"])),
          "64 lower-case hex digits")  # fmt: skip
+    revision = payload.get("revision", 1)
+    need("revision", is_int(revision) and revision >= 1, "an integer >= 1")
+    if "replaces_sha256" in payload:
+        replaces = payload["replaces_sha256"]
+        need("replaces_sha256", isinstance(replaces, str) and bool(_SHA256_RE.match(replaces)),
+             "64 lower-case hex digits")  # fmt: skip
     if problems:
         raise BadInputError("; ".join(problems))
-    if payload["unique_id"] != idempotency_key:
+    uid = str(payload["unique_id"])
+    allowed = {uid, f"{uid}#r1"} if revision == 1 else {f"{uid}#r{revision}"}
+    if idempotency_key not in allowed:
         raise BadInputError(
-            f"Idempotency-Key {idempotency_key!r} differs from unique_id {payload['unique_id']!r}"
+            f"Idempotency-Key {idempotency_key!r} differs from unique_id {uid!r} revision {revision} "
+            f"(expected {' or '.join(sorted(allowed))})"
         )
-    return str(payload["unique_id"])
+    return uid, int(revision)
 
 
 class SimState:
@@ -96,7 +106,10 @@ class SimState:
         self.extra: list[tuple[str | None, Any]] = []
         self.faults: dict[str, dict[str, Any]] = {}
         self.notifications: list[dict[str, Any]] = []
+        # unique_id -> the payload of the highest revision received (booking-api.md 2b)
         self.delivered: dict[str, dict[str, Any]] = {}
+        # a replacement whose replaces_sha256 is not the MP4 held for it: (unique_id, revision)
+        self.replace_mismatches: list[dict[str, Any]] = []
         self.requests: dict[str, int] = {"bookings": 0, "videos": 0}
         self._load()
 
@@ -163,18 +176,26 @@ class SimState:
 
     # ------------------------------------------------------------ notifications
 
-    def record_notification(self, unique_id: str, payload: dict[str, Any], status: int) -> None:
+    def receive_notification(self, unique_id: str, revision: int, payload: dict[str, Any]) -> int:
+        """Keep the highest revision of each unique_id: 201 for a new one (or a higher revision),
+        409 for one the platform has already, or has a newer one of. Returns the status."""
         with self.lock:
+            held = self.delivered.get(unique_id)
+            held_revision = int(held.get("revision", 1)) if held else 0
+            status = 201 if revision > held_revision else 409
+            if status == 201 and held is not None and payload.get("replaces_sha256") != held.get("sha256"):
+                self.replace_mismatches.append(
+                    {"unique_id": unique_id, "revision": revision, "held_sha256": held.get("sha256"),
+                     "replaces_sha256": payload.get("replaces_sha256")}
+                )  # fmt: skip
             self.notifications.append(
-                {"unique_id": unique_id, "status": status, "received_at": time.time(), "payload": payload}
-            )
+                {"unique_id": unique_id, "revision": revision, "status": status, "received_at": time.time(),
+                 "payload": payload}
+            )  # fmt: skip
             if status == 201:
                 self.delivered[unique_id] = payload
             self._save()
-
-    def is_delivered(self, unique_id: str) -> bool:
-        with self.lock:
-            return unique_id in self.delivered
+            return status
 
     def notifications_view(self) -> dict[str, Any]:
         with self.lock:
@@ -191,6 +212,8 @@ class SimState:
                 "counts": counts,
                 "delivered": dict(self.delivered),
                 "violations": {k: sorted(v) for k, v in per_video.items() if len(v) > 1},
+                "revisions": {uid: int(p.get("revision", 1)) for uid, p in self.delivered.items()},
+                "replace_mismatches": list(self.replace_mismatches),
                 "requests": dict(self.requests),
             }
 
@@ -200,6 +223,7 @@ class SimState:
             self.faults.clear()
             self.notifications.clear()
             self.delivered.clear()
+            self.replace_mismatches.clear()
             self.requests = {"bookings": 0, "videos": 0}
             self._save()
 
@@ -209,7 +233,8 @@ class SimState:
         """Called with the lock held."""
         if not self.state_file:
             return
-        doc = {"extra": self.extra, "notifications": self.notifications, "delivered": self.delivered}
+        doc = {"extra": self.extra, "notifications": self.notifications, "delivered": self.delivered,
+               "replace_mismatches": self.replace_mismatches}  # fmt: skip
         tmp = self.state_file.with_name(self.state_file.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f)
@@ -225,6 +250,7 @@ class SimState:
             self.extra = [(d, o) for d, o in doc.get("extra", [])]
             self.notifications = list(doc.get("notifications", []))
             self.delivered = dict(doc.get("delivered", {}))
+            self.replace_mismatches = list(doc.get("replace_mismatches", []))
         except (ValueError, TypeError, AttributeError) as e:
             raise BadInputError(f"{self.state_file}: not a simulator state file ({e})") from None
 

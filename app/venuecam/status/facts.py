@@ -17,8 +17,9 @@ import json
 import shutil
 from typing import Any
 
+from venuecam import shared_state
 from venuecam.config import Config
-from venuecam.models import PendingTask, Segment, State, SyncJob, TaskStatus, TaskType
+from venuecam.models import TASK_TYPES, PendingTask, Segment, SyncJob, TaskStatus, TaskType
 from venuecam.status import clock, supervisor_rpc
 from venuecam.timeutil import iso, naive_utc_to_ts, utcnow
 
@@ -33,7 +34,6 @@ FAILED_SHOWN = 10
 UPLOADS_SHOWN = 20
 
 _TASKS = PendingTask._meta.table_name
-SQL_STATE = f"SELECT value FROM {State._meta.table_name} WHERE key = ?"
 # Covered by the (task_type, status) index: never touches the rows themselves.
 SQL_COUNTS = f"SELECT task_type, status, COUNT(*) FROM {_TASKS} GROUP BY task_type, status"
 # The status index holds the rowid: newest failures first without a sort.
@@ -46,6 +46,12 @@ SQL_UPLOADING = (
     f" FROM {_TASKS} WHERE task_type = ? AND status = ? ORDER BY id LIMIT ?"
 )
 SQL_RECENT = f"SELECT COUNT(*) FROM {_TASKS} WHERE task_type = ? AND status = ? AND finished_at >= ?"
+# Expired work: waiting or running rows older than queue.expiration_hours (the status index
+# narrows it to the rows still waiting, a handful unless the box has been offline for days).
+SQL_EXPIRED = (
+    f"SELECT task_type, COUNT(*), MIN(created_at) FROM {_TASKS}"
+    " WHERE status IN (?, ?) AND created_at < ? GROUP BY task_type"
+)
 SQL_LAST_SEGMENT = f"SELECT MAX(end_ts) FROM {Segment._meta.table_name} WHERE camera = ?"
 SQL_LAST_SYNC = (
     f"SELECT job_id, state, progress, finished_at, error_msg FROM {SyncJob._meta.table_name}"
@@ -62,26 +68,15 @@ def _when(field: Any, raw: Any) -> dt.datetime | None:
     return None if raw is None else field.python_value(raw)
 
 
-def read_state(key: str) -> dict[str, Any] | None:
-    rows = _rows(SQL_STATE, (key,))
-    if not rows:
-        return None
-    try:
-        value = json.loads(rows[0][0])
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def connectivity() -> dict[str, Any]:
-    value = read_state("connectivity")
+    value = shared_state.get_json(shared_state.CONNECTIVITY)
     if not value or value.get("status") not in ("ONLINE", "OFFLINE", "UNKNOWN"):
         return dict(UNKNOWN_CONNECTIVITY)
     return {**UNKNOWN_CONNECTIVITY, "detail": "", **value}
 
 
 def platform_auth() -> dict[str, Any]:
-    value = read_state("platform_auth")
+    value = shared_state.get_json(shared_state.PLATFORM_AUTH)
     if not value or not isinstance(value.get("ok"), bool):
         return {"ok": None, "since": None, "message": "no platform call recorded yet"}
     return {"ok": value["ok"], "since": value.get("since"), "message": str(value.get("message", ""))}
@@ -89,9 +84,7 @@ def platform_auth() -> dict[str, Any]:
 
 def queue_counts() -> dict[str, dict[str, int]]:
     """{task_type: {status: n}}, every known type and status present (zeros included)."""
-    out: dict[str, dict[str, int]] = {
-        t: {s: 0 for s in _STATUSES} for t in (TaskType.CLIP, TaskType.UPLOAD, TaskType.NOTIFY)
-    }
+    out: dict[str, dict[str, int]] = {t: {s: 0 for s in _STATUSES} for t in TASK_TYPES}
     for task_type, status, n in _rows(SQL_COUNTS):
         out.setdefault(task_type, {s: 0 for s in _STATUSES})[status] = n
     return out
@@ -103,8 +96,26 @@ _STATUSES = (
     TaskStatus.COMPLETED,
     TaskStatus.FAILED,
     TaskStatus.CANCELLED,
-    TaskStatus.EXPIRED,
 )
+
+
+def expired(cfg: Config, now: dt.datetime) -> dict[str, Any]:
+    """Work waiting longer than queue.expiration_hours: still delivered when it can be, and
+    shown (status, needs_attention, the fault LED) until it is or the operator gives it up."""
+    cutoff = PendingTask.created_at.db_value(now - dt.timedelta(hours=cfg.queue.expiration_hours))
+    by_type = {t: 0 for t in TASK_TYPES}
+    oldest: dt.datetime | None = None
+    for task_type, n, first in _rows(SQL_EXPIRED, (TaskStatus.PENDING, TaskStatus.PROCESSING, cutoff)):
+        by_type[task_type] = int(n)
+        first = _when(PendingTask.created_at, first)
+        if first is not None and (oldest is None or first < oldest):
+            oldest = first
+    return {
+        "total": sum(by_type.values()),
+        "by_type": by_type,
+        "after_hours": cfg.queue.expiration_hours,
+        "oldest_created_at": iso(oldest),
+    }
 
 
 def failed_tasks(limit: int = FAILED_SHOWN) -> list[dict[str, Any]]:
@@ -167,7 +178,7 @@ def cameras(cfg: Config, now: dt.datetime) -> list[dict[str, Any]]:
         last = _rows(SQL_LAST_SEGMENT, (cam.name,))[0][0]
         age = None if last is None else round(now_ts - float(last), 1)
         limit = cam.stall_timeout_s + cam.segment_seconds
-        run = read_state(f"capture:{cam.name}") or {}
+        run = shared_state.get_json(shared_state.capture_key(cam.name)) or {}
         out.append(
             {
                 "name": cam.name,
@@ -228,7 +239,7 @@ def stored_facts() -> dict[str, Any]:
         "platform_auth": platform_auth(),
         "queue": queue_counts(),
         "failed_tasks": failed_tasks(),
-        "leds": read_state("leds"),
+        "leds": shared_state.get_json(shared_state.LEDS),
         "sync": last_sync(),
     }
 
@@ -267,6 +278,7 @@ def collect(
         "platform_auth": stored["platform_auth"],
         "queue": stored["queue"],
         "max_queue_size": cfg.queue.max_queue_size,
+        "expired": expired(cfg, now),
         "failed_tasks": stored["failed_tasks"],
         "uploads": uploads_in_progress(now),
         "recent_uploads_24h": recent_uploads(now),

@@ -11,8 +11,10 @@ TYPE_CHECKING = False  # no `typing` at run time: the CLI imports this and start
 if TYPE_CHECKING:
     from typing import Any
 
-TYPES = (("clip", "clips"), ("upload_r2", "uploads"), ("notify_ayo_api", "notifications"))
-COLUMNS = (("pending", "waiting"), ("processing", "running"), ("failed", "failed"), ("completed", "done"))
+TYPES = (("clip", "clips"), ("upload_r2", "uploads"), ("notify_ayo_api", "notifications"), ("sync", "syncs"))
+# "expired" is not a state: the waiting or running rows older than queue.expiration_hours.
+COLUMNS = (("pending", "waiting"), ("processing", "running"), ("expired", "expired"), ("failed", "failed"),
+           ("completed", "done"))  # fmt: skip
 _RED, _GREEN, _YELLOW, _BOLD, _RESET = "\033[31m", "\033[32m", "\033[33m", "\033[1m", "\033[0m"
 
 
@@ -83,10 +85,15 @@ def render(data: dict[str, Any], color: bool = False) -> str:
 
     out.append("")
     q = data.get("queue", {})
+    expired = (data.get("expired") or {}).get("by_type", {})
     out.append(f"{'queue':<15}" + "".join(f"{label:>9}" for _, label in COLUMNS))
     for key, label in TYPES:
-        by = q.get(key, {})
-        out.append(f"  {label:<13}" + "".join(f"{by.get(s, 0):>9}" for s, _ in COLUMNS))
+        by = {**q.get(key, {}), "expired": expired.get(key, 0)}
+        cells = []
+        for s, _ in COLUMNS:
+            cell = f"{by.get(s, 0):>9}"
+            cells.append(paint(cell, _RED) if s in ("expired", "failed") and by.get(s) else cell)
+        out.append(f"  {label:<13}" + "".join(cells))
     stats = data.get("queue_stats", {})
     out.append(
         f"  {stats.get('total_pending', 0)} waiting, {data.get('recent_uploads_24h', 0)} uploads in 24 h"

@@ -40,6 +40,7 @@ def queue_status(snapshot: dict[str, Any]) -> dict[str, Any]:
             "api_notify_pending": _sum(q, WAITING, "notify_ayo_api"),
             "clip_pending": _sum(q, WAITING, "clip"),
             "failed_tasks": failed,
+            "expired_tasks": int((snapshot.get("expired") or {}).get("total", 0)),
         },
         "queue_system_running": None if worker is None else worker == "RUNNING",
         # seed 004
@@ -82,6 +83,14 @@ def needs_attention(snapshot: dict[str, Any]) -> list[str]:
     failed = _sum(snapshot["queue"], ("failed",))
     if failed:
         out.append(f"{failed} task(s) failed: `venuecam queue retry` re-drives them")
+    exp = snapshot.get("expired") or {}
+    if exp.get("total"):
+        kinds = ", ".join(f"{n} {t}" for t, n in sorted(exp["by_type"].items()) if n)
+        out.append(
+            f"{exp['total']} task(s) expired, waiting longer than {exp['after_hours']} h ({kinds}; oldest "
+            f"since {exp.get('oldest_created_at')}): still delivered when they can be; "
+            "`venuecam queue cancel --expired` gives them up"
+        )
     out += (snapshot.get("update") or {}).get("attention", [])
     return out
 
@@ -107,6 +116,13 @@ def metrics(snapshot: dict[str, Any]) -> str:
         "gauge",
         "Ledger rows by task type and state.",
         [({"type": t, "state": s}, n) for t, by in sorted(q.items()) for s, n in sorted(by.items())],
+    )
+    exp = snapshot.get("expired") or {}
+    metric(
+        "venuecam_queue_expired_tasks",
+        "gauge",
+        "Tasks waiting longer than queue.expiration_hours (also counted as pending/processing).",
+        [({"type": t}, n) for t, n in sorted((exp.get("by_type") or {}).items())],
     )
     uploads = snapshot["uploads"]
     metric("venuecam_uploads_in_progress", "gauge", "Uploads running now.", [({}, len(uploads))])

@@ -35,6 +35,7 @@ ROUTES: list[tuple[str, str, Handler, bool]] = [
     ("GET", r"/api/queue/tasks", api_status.list_tasks, False),
     ("POST", r"/api/queue/process", api_actions.process_now, True),
     ("POST", r"/api/queue/retry", api_actions.retry_failed, True),
+    ("POST", r"/api/queue/cancel", api_actions.give_up_expired, True),
     ("GET", r"/api/bookings", api_bookings.list_bookings, False),
     ("GET", r"/api/bookings/status/([^/]+)", api_bookings.by_status, False),
     ("GET", r"/api/bookings/date/([^/]+)", api_bookings.by_date, False),

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from venuecam.errors import AuthError, OfflineError, PermanentError, TransientError, VenuecamError
 from venuecam.logs import redact
+from venuecam.storage import botocore_patch
 
 if TYPE_CHECKING:
     from venuecam.config import StorageConfig
@@ -116,26 +117,6 @@ def socket_options(
     )
 
 
-def _install_socket_options(client: Any, opts: list[tuple[int, int, int | bytes]]) -> bool:
-    """Give the client's connection pools our socket options.
-
-    botocore has no public knob beyond TCP_NODELAY/SO_KEEPALIVE; its URLLib3Session hands one
-    list to urllib3's PoolManager, which copies it into each pool it creates lazily. Replacing
-    that list before the first request is contained to this client. If botocore's internals
-    moved, nothing is changed and the defaults apply.
-    """
-    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
-    manager = getattr(session, "_manager", None)
-    pool_kw = getattr(manager, "connection_pool_kw", None)
-    if session is None or not isinstance(getattr(session, "_socket_options", None), list) or pool_kw is None:
-        return False
-    if getattr(manager, "pools", None) is not None and len(manager.pools):
-        return False  # connections exist already; do not mix settings
-    session._socket_options = opts
-    pool_kw["socket_options"] = opts
-    return True
-
-
 def make_client(
     storage: StorageConfig,
     *,
@@ -174,7 +155,7 @@ def make_client(
         config=boto_cfg,
     )
     opts, settings = socket_options(congestion, user_timeout_s)
-    if not _install_socket_options(client, opts):
+    if not botocore_patch.install_socket_options(client, opts):
         settings = TcpSettings(
             congestion=system_congestion(), forced=False, keepalive=True, user_timeout_ms=None
         )

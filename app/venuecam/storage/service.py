@@ -2,6 +2,10 @@
 
 `state` holds one sub-state per object (see `multipart`) plus the keys chosen on the first
 attempt, so a resume keeps the same keys and skips objects already verified in the store.
+A later revision of a video (booking-api.md 2b) goes to the keys of its first upload, so the
+URLs the platform holds stay valid; S3 replaces an object only when the new one is complete
+(`CompleteMultipartUpload`, or a PUT whose Content-MD5 the store checked), so the old bytes
+stay readable until the new ones are whole and verified part by part.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from venuecam import logs
 from venuecam.errors import BadInputError
+from venuecam.storage.botocore_patch import SocketTracker
+from venuecam.storage.client import make_client
 from venuecam.storage.keys import object_keys
+from venuecam.storage.linkwatch import LinkWatch
 from venuecam.storage.multipart import MIB, OnProgress, SaveState, ShouldStop, UploadResult, upload_file
 from venuecam.storage.urls import object_url
 
@@ -43,6 +50,42 @@ def video_keys(cfg: Config, video: Video, date: str | None = None) -> dict[str, 
     keys = object_keys(cfg.device.venue_id, field_id, date or video_date(cfg, video), video.booking_id,
                        video.camera, video.unique_id)  # fmt: skip
     return {"mp4": keys.mp4, "preview": keys.preview, "thumb": keys.thumb}
+
+
+def stored_keys(video: Video) -> dict[str, str] | None:
+    """The keys of the video's first upload, which every later revision reuses."""
+    if video.mp4_key and video.preview_key and video.thumb_key:
+        return {"mp4": video.mp4_key, "preview": video.preview_key, "thumb": video.thumb_key}
+    return None
+
+
+def video_urls(cfg: Config, video: Video) -> dict[str, str]:
+    """URLs for the notification. Public ones are stable; presigned ones are made fresh at
+    send time (7 days from now), so a notification retried days later still carries live URLs."""
+    client = None if cfg.storage.public_base_url else make_client(cfg.storage)
+    return {
+        name: object_url(client, cfg.storage.bucket, key, cfg.storage.public_base_url)
+        for name, key in (("mp4_url", video.mp4_key), ("preview_url", video.preview_key),
+                          ("thumbnail_url", video.thumb_key))
+    }  # fmt: skip
+
+
+def upload_video_watched(
+    cfg: Config,
+    video: Video,
+    state: dict[str, Any],
+    save_state: SaveState,
+    on_progress: OnProgress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> dict[str, str]:
+    """`upload_video` on a client of its own whose sockets are tracked: when the watchdog sees
+    the link come back, the stalled connection is dropped and the current part resent at once
+    (storage/linkwatch.py) instead of after TCP's retransmission backoff."""
+    client = make_client(cfg.storage)
+    with LinkWatch(cfg.run_dir, SocketTracker(client)):
+        return upload_video(
+            cfg, video, state, save_state, on_progress, client=client, should_stop=should_stop
+        )
 
 
 def upload_video(
@@ -74,14 +117,12 @@ def upload_video(
         if name != "thumb" and p.stat().st_size == 0:
             raise BadInputError(f"upload {video.unique_id}: {label} file is empty: {p}")
         paths[name] = p
-    keys = state.get("keys") or video_keys(cfg, video, date)
+    keys = state.get("keys") or stored_keys(video) or video_keys(cfg, video, date)
     if "keys" not in state:
         state["keys"] = keys
         save_state(state)
 
     if client is None:
-        from venuecam.storage.client import make_client
-
         client = make_client(cfg.storage)
     storage = cfg.storage
     sizes = {name: p.stat().st_size for name, p in paths.items()}

@@ -128,6 +128,7 @@ class Watchdog:
     def _wake_on_reconnect(self, change: Change, rnd: RoundResult) -> None:
         if change.old is Status.OFFLINE and change.new is Status.ONLINE:
             if self._wake is None:
+                # Memory, not a circle: huey and the job code only once the link first comes back.
                 from venuecam.worker.client import WorkerClient
 
                 client = WorkerClient(self.cfg)

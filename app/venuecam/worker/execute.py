@@ -1,12 +1,12 @@
-"""Executing one ledger row: claim it, keep it alive, run its handler, record the outcome.
+"""Executing one ledger row: claim it, keep it alive, run its handler, record the outcome,
+then dispatch what follows. The one place where a step's result becomes ledger state.
 
-Outcomes (seed 000's retry-all-errors policy, with booking-api.md's exceptions):
-- success -> completed; the handler has already queued the next step;
-- OfflineError, or any transient error while the watchdog says OFFLINE -> the attempt does
-  not count; the row waits for the reconnect wake-up;
-- a full disk (ENOSPC) -> the attempt does not count either; the row retries after the
-  type's longest delay, so it waits for space and is never dead-lettered for it;
-- anything else -> a counted failed attempt, retried on the type's schedule, `failed` when spent.
+- success: the row is completed and the handler's next step created in the same commit
+  (`ledger.complete(then=...)`); only then is that row handed to huey;
+- the video changed under the handler (a booking change, a cancellation): completed, nothing
+  follows (the newer revision has rows of its own);
+- a failure: `policy.judge` says whether it counts; a counted one retries on the type's
+  schedule and ends `failed` (the video too, `handlers.on_dead_letter`) when spent.
 """
 
 from __future__ import annotations
@@ -14,17 +14,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from venuecam import ledger, logs
-from venuecam.errors import AuthError, OfflineError, TransientError, is_disk_full
+from venuecam import ledger, logs, retry, shared_state, videos
+from venuecam.errors import AuthError, TransientError
+from venuecam.jobs import service as job_service
 from venuecam.models import PendingTask, TaskStatus, TaskType
 from venuecam.timeutil import utcnow
+from venuecam.worker import dispatch, duties, policy
+from venuecam.worker.handlers import HANDLERS, Done, on_dead_letter
+from venuecam.worker.tasks import Tasks
 
 if TYPE_CHECKING:
     from venuecam.config import Config
-    from venuecam.worker.tasks import Tasks
 
 log = logging.getLogger("worker")
 HEARTBEAT_S = 10.0
@@ -40,24 +42,6 @@ def _slots(cfg: Config) -> threading.BoundedSemaphore:
         if _upload_slots is None:
             _upload_slots = threading.BoundedSemaphore(cfg.queue.max_concurrent_uploads)
         return _upload_slots
-
-
-def schedule_for(cfg: Config, task_type: str) -> list[int]:
-    return {
-        TaskType.UPLOAD: cfg.queue.upload_schedule_s,
-        TaskType.NOTIFY: cfg.queue.notify_schedule_s,
-        TaskType.CLIP: cfg.queue.clip_schedule_s,
-    }[task_type]
-
-
-def _handler(task_type: str) -> Callable[[Config, Tasks, PendingTask], None]:
-    from venuecam.worker import handlers
-
-    return {
-        TaskType.CLIP: handlers.handle_clip,
-        TaskType.UPLOAD: handlers.handle_upload,
-        TaskType.NOTIFY: handlers.handle_notify,
-    }[task_type]
 
 
 class _Heartbeat(threading.Thread):
@@ -76,16 +60,15 @@ class _Heartbeat(threading.Thread):
                 log.warning("%s heartbeat for task %d failed: %s", logs.QUEUE, self.task_id, e)
 
 
-def execute_row(cfg: Config, tasks: Tasks, task_id: int) -> None:
+def execute_row(cfg: Config, tasks: Tasks, task_id: int, now: dt.datetime | None = None) -> None:
+    """Run ledger row `task_id` if it is pending and due. `now` is for tests (default: the clock)."""
     row = ledger.get(task_id)
     if row is None or row.status != TaskStatus.PENDING:
         return  # done, cancelled or already running elsewhere: a duplicate message
-    from venuecam.worker.dispatch import NETWORK_TYPES, online
-
-    if row.task_type in NETWORK_TYPES and not online():
+    if row.task_type in dispatch.NETWORK_TYPES and not dispatch.online():
         return  # offline: it waits; the watchdog's wake-up dispatches it again
-    now = utcnow()
-    if row.next_retry_at is not None and row.next_retry_at > now:
+    due_check = now or utcnow()
+    if row.next_retry_at is not None and row.next_retry_at > due_check:
         # huey's scheduler can run a retry up to a second before its ledger time (seen:
         # due 11:50:11.822, run at 11:50:11); claim() refuses it and the message would be
         # lost until the reconciler's next minute. Send it again just after it is due.
@@ -98,79 +81,93 @@ def execute_row(cfg: Config, tasks: Tasks, task_id: int) -> None:
         tasks.execute.schedule(args=(task_id,), delay=UPLOAD_SLOT_RETRY_S)
         return
     try:
-        _run_claimed(cfg, tasks, task_id)
+        _run_claimed(cfg, tasks, task_id, now)
     finally:
         if slot is not None:
             slot.release()
 
 
-def _run_claimed(cfg: Config, tasks: Tasks, task_id: int) -> None:
-    row = ledger.claim(task_id)
+def _run_claimed(cfg: Config, tasks: Tasks, task_id: int, now: dt.datetime | None) -> None:
+    row = ledger.claim(task_id, now)
     if row is None:
         return
     ident = f"task {row.id} ({row.task_type}, booking {row.booking_id})"
-    log.info(
-        "%s Processing task %d (type: %s, attempt: %d/%d, booking: %s)",
-        logs.QUEUE, row.id, row.task_type, row.attempts, row.max_attempts, row.booking_id,
-    )  # fmt: skip
+    log.info("%s Processing task %d (type: %s, attempt: %d/%d, booking: %s)",
+             logs.QUEUE, row.id, row.task_type, row.attempts, row.max_attempts, row.booking_id)  # fmt: skip
     beat = _Heartbeat(row.id)
     beat.start()
     try:
-        _handler(row.task_type)(cfg, tasks, row)
-    except Exception as e:
-        _record_failure(cfg, tasks, row, ident, e)
-    else:
-        ledger.complete(row.id)
-        log.info("%s Task %d completed (%s, booking %s)", logs.QUEUE, row.id, row.task_type, row.booking_id)
+        try:
+            done = HANDLERS[row.task_type](cfg, row)
+        except videos.VideoChanged as e:
+            log.info("%s %s: %s; nothing more to do for it", logs.QUEUE, ident, e)
+            done = Done()
+        except Exception as e:
+            _record_failure(cfg, tasks, row, ident, e, now)
+            return
     finally:
         beat.stopped.set()
+    _record_success(tasks, row, done, now)
 
 
-def _record_failure(cfg: Config, tasks: Tasks, row: PendingTask, ident: str, e: Exception) -> None:
-    from venuecam.worker.dispatch import online
+def _record_success(tasks: Tasks, row: PendingTask, done: Done, now: dt.datetime | None) -> None:
+    successor = ledger.complete(row.id, now, then=done.next_step)
+    log.info("%s Task %d completed (%s, booking %s)", logs.QUEUE, row.id, row.task_type, row.booking_id)
+    if successor is not None:
+        log.info("%s %s task %d queued (%s)", logs.QUEUE, successor.task_type, successor.id,
+                 successor.unique_key.split(":", 1)[1])  # fmt: skip
+        if successor.status == TaskStatus.PENDING:
+            dispatch.dispatch_new(tasks, successor)
+    if done.rescan:
+        tasks.scan()
 
+
+def _record_failure(
+    cfg: Config, tasks: Tasks, row: PendingTask, ident: str, e: Exception, now: dt.datetime | None
+) -> None:
     msg = logs.redact(f"{type(e).__name__}: {e}")
-    if isinstance(e, OfflineError) or (isinstance(e, TransientError) and not online()):
-        ledger.release_offline(row.id, msg)
+    schedule = retry.schedule_for(cfg, row.task_type)
+    verdict = policy.judge(e, dispatch.online(), schedule)
+    after: PendingTask | None
+    if verdict.kind == policy.OFFLINE:
+        ledger.release_offline(row.id, msg, verdict.delay_s or policy.OFFLINE_RETRY_S, now)
         log.warning("%s %s failed while offline (not counted): %s", logs.QUEUE, ident, msg)
-        return
-    if is_disk_full(e):
-        _defer_disk_full(cfg, tasks, row, ident, msg)
+        return  # the reconnect wake-up (or the reconciler) sends it again
+    if not verdict.counted:
+        after = ledger.defer(row.id, msg, verdict.delay_s or 0.0, now)
+        why = "disk full (ENOSPC)" if verdict.kind == policy.DISK_FULL else "asked to wait"
+        log.warning("%s %s: %s, attempt not counted; retry in %g s: %s",
+                    logs.RETRY, ident, why, verdict.delay_s or 0.0, msg)  # fmt: skip
+        if after is not None and after.status == TaskStatus.PENDING:
+            dispatch.send(tasks, [after])
         return
     if isinstance(e, AuthError):
-        from venuecam import shared_state
-
         shared_state.set_auth_problem(str(e))
     if not isinstance(e, TransientError | AuthError):
         log.exception("%s %s failed: %s", logs.QUEUE, ident, msg)
-    after = ledger.fail(row.id, msg, schedule_for(cfg, row.task_type))
+    after = ledger.fail(row.id, msg, schedule, now)
     if after.status == TaskStatus.FAILED:
         log.error("%s %s failed after %d attempts: %s", logs.QUEUE, ident, after.attempts, msg)
-    else:
-        log.warning(
-            "%s %s failed (attempt %d/%d), retry at %s UTC: %s",
-            logs.RETRY, ident, after.attempts, after.max_attempts, after.next_retry_at, msg,
-        )  # fmt: skip
-        from venuecam.worker import dispatch  # scheduled in huey at its retry time
-
-        if after.next_retry_at is not None:
-            dispatch.send(tasks, [after])
+        on_dead_letter(cfg, after, msg)
+    elif after.status == TaskStatus.PENDING:
+        log.warning("%s %s failed (attempt %d/%d), retry at %s UTC: %s",
+                    logs.RETRY, ident, after.attempts, after.max_attempts, after.next_retry_at, msg)  # fmt: skip
+        dispatch.send(tasks, [after])  # scheduled in huey at its retry time
 
 
-# Space freed by retention or a human is used within this long, whatever the type's schedule.
-DISK_FULL_RETRY_MAX_S = 900
+class WorkerRunner:
+    """The worker process's `tasks.Runner`: what each huey task does when it runs."""
 
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
 
-def _defer_disk_full(cfg: Config, tasks: Tasks, row: PendingTask, ident: str, msg: str) -> None:
-    """Waiting for space, not failing: the longest delay of the schedule, because every
-    attempt on a full disk writes until the disk refuses (wear on an SD card)."""
-    retry_in = min(max(schedule_for(cfg, row.task_type), default=60), DISK_FULL_RETRY_MAX_S)
-    after = ledger.defer(row.id, msg, retry_in)
-    log.warning(
-        "%s %s: disk full (ENOSPC), attempt not counted; retry in %d s once space is freed: %s",
-        logs.RETRY, ident, retry_in, msg,
-    )  # fmt: skip
-    if after is not None and after.status == TaskStatus.PENDING:
-        from venuecam.worker import dispatch
+    def execute(self, tasks: Tasks, task_id: int) -> None:
+        execute_row(self.cfg, tasks, task_id)
 
-        dispatch.send(tasks, [after])
+    def scan(self, tasks: Tasks) -> None:
+        duties.scan_and_dispatch(self.cfg, tasks)
+
+    def legacy_job(self, tasks: Tasks, job_id: str) -> None:
+        """A `run_job` message an earlier release queued: the job's ledger row runs it now."""
+        row = job_service.ensure_ledger_row(self.cfg, job_id)
+        dispatch.send(tasks, [row])

@@ -15,9 +15,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, after `venuecam` applied LEAVE_OUT (see `lean`): these pull in requests.
     from huey.consumer import Consumer
 
+    from venuecam.worker import dispatch, duties
     from venuecam.worker.app import make_huey
+    from venuecam.worker.execute import WorkerRunner
     from venuecam.worker.tasks import register
 
     cfg = config.load(args.config)
@@ -29,15 +32,16 @@ def run(args: argparse.Namespace) -> int:
         log.warning(
             "%s Worker restarted: re-driving %d interrupted task(s): %s", logs.QUEUE, len(reaped), reaped
         )
+    revived = ledger.revive_legacy_expired()
+    if revived:
+        log.warning("%s %d task(s) an earlier release had stopped as expired are waiting again: %s",
+                    logs.QUEUE, len(revived), revived)  # fmt: skip
     huey = make_huey(cfg)
-    tasks = register(huey, cfg, periodic=True)
+    tasks = register(huey, cfg, WorkerRunner(cfg))
+    duties.register_periodic(huey, cfg, tasks)
     # Start-up: a booking sync, a clip scan and everything due, without waiting for the clock.
-    from venuecam.jobs.service import start_job
-
-    tasks.run_job(start_job(cfg, "bookings", requested_by="startup"))
+    duties.sync_bookings(cfg, tasks, requested_by="startup")
     tasks.scan()
-    from venuecam.worker import dispatch
-
     dispatch.dispatch_due(tasks)
     workers = args.workers or cfg.queue.max_concurrent_uploads + 2
     log.info("%s Worker starting with %d threads", logs.QUEUE, workers)

@@ -1,16 +1,16 @@
-"""Registering the worker's tasks on a huey instance, bound to one config.
+"""The worker's huey tasks: their names, and registering them on a huey instance.
 
 Every process that enqueues (worker, watchdog, statusd) registers the same names, so a
-message written by one is executable by the worker.
+message written by one is executable by the worker. Only the worker passes a `Runner`, the
+code that executes them; the others register bodies that refuse to run, so this module (and
+so statusd and the watchdog) never imports the handlers, ffmpeg, boto3 or the platform client.
 """
 
 from __future__ import annotations
 
-import logging
+import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from huey import crontab
+from typing import TYPE_CHECKING, Any, Protocol
 
 from venuecam.worker.app import EXECUTE, RUN_JOB, SCAN
 
@@ -19,73 +19,77 @@ if TYPE_CHECKING:
 
     from venuecam.config import Config
 
-log = logging.getLogger("worker")
+
+class TaskHandle(Protocol):
+    """One registered huey task (huey's TaskWrapper): call it to enqueue, or schedule it."""
+
+    name: str
+
+    def __call__(self, *args: Any) -> Any: ...
+
+    def schedule(
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        eta: dt.datetime | None = None,
+        delay: float | None = None,
+    ) -> Any: ...
 
 
-@dataclass
-class Tasks:
+class Tasks(Protocol):
+    """What dispatching needs: the huey instance and the tasks registered on it."""
+
+    @property
+    def huey(self) -> SqliteHuey: ...
+
+    @property
+    def execute(self) -> TaskHandle: ...  # execute(ledger row id)
+
+    @property
+    def scan(self) -> TaskHandle: ...  # a clip scan
+
+
+class Runner(Protocol):
+    """The worker's side: what each task does when the consumer runs it."""
+
+    def execute(self, tasks: Tasks, task_id: int) -> None: ...
+
+    def scan(self, tasks: Tasks) -> None: ...
+
+    def legacy_job(self, tasks: Tasks, job_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class HueyTasks:
     huey: SqliteHuey
-    execute: Any
-    run_job: Any
-    scan: Any
+    execute: TaskHandle
+    scan: TaskHandle
+    run_job: TaskHandle  # kept so messages queued by an earlier release still run
 
 
-def _every_minutes(seconds: float) -> crontab:
-    minutes = max(1, round(seconds / 60))
-    return crontab(minute="*" if minutes == 1 else f"*/{minutes}")
+class NotTheWorker(RuntimeError):
+    """A task body ran in a process that only enqueues (a wiring bug)."""
 
 
-def register(huey: SqliteHuey, cfg: Config, periodic: bool = False) -> Tasks:
-    """Register the tasks; `periodic=True` only in the worker (the one that schedules)."""
+def register(huey: SqliteHuey, cfg: Config, runner: Runner | None = None) -> HueyTasks:
+    """Register the tasks; `runner` only in the worker (the process that executes them)."""
+
+    def run() -> Runner:
+        if runner is None:
+            raise NotTheWorker("only `venuecam worker` executes tasks")
+        return runner
 
     @huey.task(name=EXECUTE)
     def execute(task_id: int) -> None:
-        from venuecam.worker.execute import execute_row
-
-        execute_row(cfg, tasks, task_id)
-
-    @huey.task(name=RUN_JOB)
-    def run_job(job_id: str) -> None:
-        from venuecam.jobs.runner import run_job as run
-        from venuecam.worker import duties
-
-        run(cfg, job_id)
-        # New or changed bookings: queue what is due and schedule the next booking's scan.
-        duties.scan_and_dispatch(cfg, tasks)
+        run().execute(tasks, task_id)
 
     @huey.task(name=SCAN)
     def scan() -> None:
-        from venuecam.worker import duties
+        run().scan(tasks)
 
-        duties.scan_and_dispatch(cfg, tasks)
+    @huey.task(name=RUN_JOB)
+    def run_job(job_id: str) -> None:
+        run().legacy_job(tasks, job_id)
 
-    tasks = Tasks(huey=huey, execute=execute, run_job=run_job, scan=scan)
-
-    if periodic:
-        _register_periodic(huey, cfg, tasks)
+    tasks = HueyTasks(huey=huey, execute=execute, scan=scan, run_job=run_job)
     return tasks
-
-
-def _register_periodic(huey: SqliteHuey, cfg: Config, tasks: Tasks) -> None:
-    from venuecam.worker import duties
-
-    @huey.periodic_task(_every_minutes(cfg.booking_api.sync_interval_s), name="venuecam.periodic_sync")
-    def periodic_sync() -> None:
-        duties.sync_bookings(cfg, tasks)
-
-    @huey.periodic_task(_every_minutes(cfg.clips.scan_interval_s), name="venuecam.periodic_scan")
-    def periodic_scan() -> None:
-        duties.scan_and_dispatch(cfg, tasks)
-
-    @huey.periodic_task(crontab(minute="*"), name="venuecam.reconcile")
-    def reconcile() -> None:
-        duties.reconcile(cfg, tasks)
-
-    @huey.periodic_task(crontab(minute="*/5"), name="venuecam.retention")
-    def retention() -> None:
-        duties.retention(cfg)
-
-    # huey's crontab runs in UTC; the seeds' "daily at 3 AM" is venue time, checked inside.
-    @huey.periodic_task(crontab(minute="0"), name="venuecam.daily_cleanup")
-    def daily_cleanup() -> None:
-        duties.daily_cleanup(cfg)
