@@ -222,6 +222,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
         s3_port = int(s3.endpoint.rsplit(":", 1)[1])
         yield {
             "s3": s3,
+            "sim_url": f"http://127.0.0.1:{sim_port}",
             "guestfwd": [
                 f"guestfwd=tcp:{SIM_GUEST[0]}:{SIM_GUEST[1]}-cmd:{sys.executable} {relay} {sim_port}",
                 f"guestfwd=tcp:{S3_GUEST[0]}:{S3_GUEST[1]}-cmd:{sys.executable} {relay} {s3_port}",
@@ -237,7 +238,8 @@ def box_toml(pubkey: str, online_target: str) -> str:
     sim = f"http://{SIM_GUEST[0]}:{SIM_GUEST[1]}"
     sections = {
         "device": {"device_id": "imagetest-box", "venue_id": "42", "timezone": "Asia/Jakarta"},
-        "booking_api": {"base_url": sim, "api_token": API_TOKEN, "sync_interval_s": 60, "timeout_s": 10.0},
+        "booking_api": {"base_url": sim, "api_token": API_TOKEN, "sync_interval_s": 30, "timeout_s": 10.0},
+        "clips": {"grace_s": 3, "scan_interval_s": 20},
         "storage": {
             "endpoint_url": f"http://{S3_GUEST[0]}:{S3_GUEST[1]}",
             "bucket": "venue-videos",
@@ -288,6 +290,24 @@ def _activate(box: qemu_pi.PiBox) -> qemu_pi.PiBox:
     return box
 
 
+def _wired_dhcp(box: qemu_pi.PiBox) -> None:
+    """DHCP on the emulated Pi 3's USB network device, as the box does on its own Ethernet.
+
+    QEMU's usb-net carries the USB IDs of Linux's Ethernet gadget (0525:a4a2), which systemd's
+    hwdb (82-net-auto-link-local.hwdb) marks link-local only, as for a PC-to-gadget cable: so
+    NetworkManager's default wired connection gets 169.254/16 and no lease. A Pi 3's own
+    Ethernet (smsc95xx, 0424:ec00) is not in that list and gets DHCP from the default.
+    """
+    box.run(
+        "nmcli -w 120 connection add type ethernet con-name qemu-usb-net ifname eth0 ipv4.method auto"
+        " ipv6.method disabled >/dev/null && nmcli -w 120 connection up qemu-usb-net",
+        timeout=240, via="serial",
+    )  # fmt: skip
+    box.wait_until(
+        "a DHCP lease on eth0", "ip -4 -br addr show eth0 | grep -q 10.0.2.", timeout=300, via="serial"
+    )
+
+
 def _boot(machine: str, image: Path, tmp: Path, guestfwd: list[str], online_target: str) -> qemu_pi.PiBox:
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
@@ -309,8 +329,10 @@ def _boot(machine: str, image: Path, tmp: Path, guestfwd: list[str], online_targ
         box.mark("boot_to_serial_shell_s")
         # No RTC and no NTP in here: give the box the host's time, as timesyncd would.
         box.run(f"date -u -s @{int(time.time())} >/dev/null", via="serial")
-        if box.network:
-            box.wait_until("ssh", "true", timeout=900, via="ssh")
+        if machine == "raspi3b":
+            _wired_dhcp(box)
+            box.wait_until("ssh", "true", timeout=600, via="ssh")
+            box.network = True
             box.mark("boot_to_ssh_s")
         box.wait_until("multi-user.target", "systemctl is-active multi-user.target", timeout=600)
         box.mark("boot_to_multi_user_s")
@@ -333,8 +355,10 @@ def _pi3_session(
         pytest.skip("this QEMU has no raspi3b machine")
     guestfwd = services["guestfwd"]
     assert isinstance(guestfwd, list)
-    # The watchdog's probe is the box's own sshd: the serial shell can cut it (lo down).
-    box = _boot("raspi3b", image, tmp_path_factory.mktemp("raspi3b"), guestfwd, "127.0.0.1:22")
+    # The watchdog probes the platform simulator through the box's own network: QEMU's
+    # monitor pulls that cable (set_link) and the online LED must follow.
+    target = f"{SIM_GUEST[0]}:{SIM_GUEST[1]}"
+    box = _boot("raspi3b", image, tmp_path_factory.mktemp("raspi3b"), guestfwd, target)
     yield box
     _finish(box)
 
@@ -353,7 +377,7 @@ def _pi4_session(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture
 def pi3_box(_pi3_session: qemu_pi.PiBox) -> qemu_pi.PiBox:
-    """The booted emulated Pi 3 (ssh over USB networking, serial shell as fallback)."""
+    """The booted emulated Pi 3 (ssh over its USB network device; the serial shell too)."""
     return _activate(_pi3_session)
 
 

@@ -7,13 +7,12 @@ model's sections name from the FAT partition, and cmdline.txt as written. The ca
 copy of the image grown to a power-of-two size (QEMU's SD model wants one) on `-drive if=sd`.
 No virtio anywhere.
 
-The channel, decided once: the serial console, on both machines. The test adds
+The channels: the serial console on both machines, and on the Pi 3 ssh too. The test adds
 `systemd.debug_shell=<console>` (a root shell on that UART, in place of its login prompt) to
 the command line. QEMU has neither the Pi 4's Ethernet (GENET) nor its PCIe/xHCI USB; on the
-Pi 3, QEMU's USB network device (`usb-net` on the emulated DWC2 host) enumerates as eth0
-(cdc_ether) but no DHCP lease came back through it in our boots (NetworkManager fell back to
-a link-local address), so ssh over it is kept as an option (`VENUECAM_QEMU_SSH=1`), not the
-default. The one other addition keeps the watchdog driver out (QEMU's watchdog resets at once).
+Pi 3, QEMU's USB network device (`usb-net` on the emulated DWC2 host) is eth0 (cdc_ether),
+given DHCP by the test (see fixtures_image._wired_dhcp for why it must ask), with QEMU's
+user network forwarding ssh in and the simulator and S3 server out. The one other addition keeps the watchdog driver out (QEMU's watchdog resets at once).
 Under raspi4b the device tree handed to QEMU is the card's with the HDMI block disabled and
 the SD host's regulators dropped (`qemu_ready_dtb`: what QEMU does not emulate).
 
@@ -51,10 +50,9 @@ SERIAL_EXTRAS = (
 )
 
 
-# The Pi 4's SD host (EMMC2) and the regulators that feed it: they are switched through the
-# firmware's GPIO expander (a mailbox call QEMU does not answer), so they never probe there.
-PI4_SD_HOST = "/emmc2bus/mmc@7e340000"
-PI4_SD_SUPPLIES = ("vmmc-supply", "vqmmc-supply")
+# Where QEMU's raspi4b puts the SD card: on the Arasan SDHCI (the node a real Pi 4 uses for
+# its Wi-Fi over SDIO), not on EMMC2. The same driver (sdhci-iproc) serves both.
+PI4_QEMU_SD_HOST = "/soc/mmc@7e300000"
 
 
 def qemu_ready_dtb(dtb: Path, machine: str) -> list[str]:
@@ -63,20 +61,30 @@ def qemu_ready_dtb(dtb: Path, machine: str) -> list[str]:
     QEMU's raspi4b leaves the Pi 4's HDMI block unmapped (the nodes at 0x7ef0xxxx: its clock,
     its L2 interrupt controller, both HDMI ports and their DDC I2C buses) and their drivers
     take a synchronous external abort at probe: a panic before the console comes up. So they
-    are disabled, as QEMU itself disables PCIe, GENET, RNG and thermal. And the SD host's
-    supplies are dropped: their regulators wait on the firmware's GPIO expander forever, and
-    the card with them. The card's own DTB is untouched: on a real Pi all of it exists.
+    are disabled, as QEMU itself disables PCIe, GENET, RNG and thermal. And QEMU attaches the
+    card to the Arasan host, which the Pi 4's tree describes as the Wi-Fi's: its power
+    sequence waits on the firmware's GPIO expander (a mailbox QEMU does not answer) forever,
+    so it becomes a plain removable-card host. The card's own DTB is untouched: on a real Pi
+    all of it exists and the card is on EMMC2.
     """
     if machine != "raspi4b":
         return []
     nodes = subprocess.run(["fdtget", "-l", str(dtb), "/soc"], capture_output=True, text=True, check=True)
-    changed = [f"/soc/{n}" for n in nodes.stdout.split() if n.split("@")[-1].startswith("7ef")]
+    changed = [f"{n} disabled" for n in nodes.stdout.split() if n.split("@")[-1].startswith("7ef")]
     for node in changed:
-        subprocess.run(["fdtput", "-t", "s", str(dtb), node, "status", "disabled"], check=True)
-    for prop in PI4_SD_SUPPLIES:
-        subprocess.run(["fdtput", "-d", str(dtb), PI4_SD_HOST, prop], check=True)
-        changed.append(f"{PI4_SD_HOST}:{prop}")
+        fdtput(dtb, "-ts", f"/soc/{node.split()[0]}", "status", "disabled")
+    for prop in ("mmc-pwrseq", "non-removable"):
+        fdtput(dtb, "-d", PI4_QEMU_SD_HOST, prop)
+        changed.append(f"{PI4_QEMU_SD_HOST}:{prop} deleted")
+    fdtput(dtb, "-ts", f"{PI4_QEMU_SD_HOST}/wifi@1", "status", "disabled")
+    changed.append(f"{PI4_QEMU_SD_HOST}/wifi@1 disabled")
     return changed
+
+
+def fdtput(dtb: Path, option: str, node: str, prop: str, *value: str) -> None:
+    """`fdtput OPTION DTB NODE PROP [VALUE]`: -t s to set a string, -d to delete a property."""
+    opts = ["-t", "s"] if option == "-ts" else [option]
+    subprocess.run(["fdtput", *opts, str(dtb), node, prop, *value], check=True)
 
 
 def qemu_version() -> tuple[int, int]:
@@ -225,8 +233,8 @@ class PiBox:
         self.machine = machine
         self.model, self.memory = MACHINES[machine]
         self.disk, self.work, self.key, self.guestfwd = disk, work, key, guestfwd
-        # ssh over QEMU's usb-net only when asked (see the module's docstring).
-        self.network = machine == "raspi3b" and os.environ.get("VENUECAM_QEMU_SSH") == "1"
+        # ssh once the test has the box on QEMU's usb-net (see fixtures_image._wired_dhcp).
+        self.network = False
         self.ssh_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
