@@ -41,16 +41,16 @@ def _bar(kind: str, a: float, b: float, lo: float, hi: float, tz: ZoneInfo, titl
     )
 
 
-def _ticks(lo: float, hi: float, tz: ZoneInfo) -> str:
-    first = dt.datetime.fromtimestamp(lo, tz).replace(minute=0, second=0, microsecond=0) + dt.timedelta(
-        hours=1
-    )
-    out, t = [], first
-    while t.timestamp() < hi:
-        if t.hour % TICK_H == 0:
-            left = (t.timestamp() - lo) / (hi - lo) * 100
-            out.append(f'<span style="left:{left:.3f}%">{t:%H}</span>')
-        t += dt.timedelta(hours=1)
+def _ticks(lo: float, hi: float, tz: ZoneInfo, every_min: int = 60 * TICK_H) -> str:
+    """Labels every `every_min` minutes of venue time: hours on the day track, HH:MM on the hour one."""
+    step = every_min * 60
+    t = (int(lo) // step + 1) * step  # whole multiples in UTC: venues' offsets are whole quarter hours
+    out = []
+    while t < hi:
+        left = (t - lo) / (hi - lo) * 100
+        label = _local(t, tz, "%H" if every_min >= 60 else "%H:%M")
+        out.append(f'<span style="left:{left:.3f}%">{label}</span>')
+        t += step
     return f'<div class="ticks">{"".join(out)}</div>'
 
 
@@ -87,10 +87,21 @@ def camera_card(cam: dict[str, Any], facts: dict[str, Any], tl: dict[str, Any], 
     rate = f"{facts['bitrate_kbps']} kbit/s set"
     if facts.get("measured_kbps"):
         rate += f", {facts['measured_kbps']:.0f} kbit/s recorded"
-    track = "".join(_bar("rec", a, b, lo, hi, tz) for a, b in tl["stretches"])
-    track += "".join(_bar("gap", a, b, lo, hi, tz, f"gap {_local(a, tz, '%H:%M:%S')}-{_local(b, tz, '%H:%M:%S')} "
-                          f"({duration(b - a)})") for a, b in tl["gaps"])  # fmt: skip
-    marks, items = [], []
+    hour = hi - 3600
+
+    def track(lo: float) -> str:
+        out = []
+        if tl.get("before") and tl["before"][1] > lo:
+            a, b = tl["before"]
+            out.append(_bar("before", a, b, lo, hi, tz, "before this camera's first recording"))
+        out += [_bar("rec", a, b, lo, hi, tz) for a, b in tl["stretches"] if b > lo]
+        out += [_bar("gap", a, b, lo, hi, tz, f"gap {_local(a, tz, '%H:%M:%S')}-{_local(b, tz, '%H:%M:%S')} "
+                     f"({duration(b - a)})") for a, b in tl["gaps"] if b > lo]  # fmt: skip
+        return "".join(out)
+
+    marks: list[str] = []
+    hour_marks: list[str] = []
+    items: list[str] = []
     for bk in tl["bookings"]:
         cls = f"booking {_state_class(bk['state'])}"
         title = f"{bk['booking_id']} {bk['local']}: {bk['state']}"
@@ -127,8 +138,9 @@ def camera_card(cam: dict[str, Any], facts: dict[str, Any], tl: dict[str, Any], 
 <span class="frame-time"></span></figcaption></figure>
 <dl><dt>field</dt><dd>{_e(cam["field_id"])}</dd><dt>picture</dt><dd>{_e(res)} {_e(facts.get("codec") or "")}, {_e(facts.get("fps"))} fps</dd>
 <dt>bitrate</dt><dd>{_e(rate)}</dd><dt>recording</dt><dd>{_e(age)}{_e(f" ({cam['encoder']})" if cam.get("encoder") else "")}</dd>
-<dt>source</dt><dd>{_e(facts.get("source"))}</dd><dt>24 h</dt><dd>{_e(duration(tl["recorded_s"]))} recorded, {len(tl["gaps"])} gap(s)</dd></dl>
-<div class="timeline" aria-label="last 24 hours"><div class="track">{track}</div><div class="marks">{"".join(marks)}</div>{_ticks(lo, hi, tz)}</div>
+<dt>source</dt><dd>{_e(facts.get("source"))}</dd><dt>24 h, last hour</dt><dd>{_e(duration(tl["recorded_s"]))} recorded, {len(tl["gaps"])} gap(s)</dd></dl>
+<div class="timeline" aria-label="last 24 hours"><div class="track">{track(lo)}</div><div class="marks">{"".join(marks)}</div>{_ticks(lo, hi, tz)}</div>
+<div class="timeline hour" aria-label="last hour"><div class="track">{track(hour)}</div><div class="marks">{"".join(hour_marks)}</div>{_ticks(hour, hi, tz, 15)}</div>
 {listing}
 </article>"""
 

@@ -21,7 +21,7 @@ button.aim.on{background:var(--ok);color:#fff;border-color:var(--ok)}.frame-time
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 10px;margin:6px 0}dt{color:var(--mute)}dd{margin:0}
 .timeline{position:relative;margin:6px 0 18px}.track,.marks{position:relative;height:16px;background:#e4e6ea;border-radius:3px;overflow:hidden}
 .marks{height:10px;background:none;margin-top:2px}.track span,.marks i{position:absolute;top:0;bottom:0}
-.rec{background:var(--ok)}.gap{background:var(--bad)}.link.online{background:var(--ok)}.link.offline{background:var(--bad)}
+.rec{background:var(--ok)}.gap{background:var(--bad)}.before{background:#d9dce1}.timeline.hour{margin-top:-10px}.link.online{background:var(--ok)}.link.offline{background:var(--bad)}
 .link.unknown{background:#c5c8ce}.marks i{background:#3b6fd8;border-radius:2px}.marks i.state-failed{background:var(--bad)}
 .marks i.state-delivered{background:#6a3fb5}.ticks{position:relative;height:12px;font-size:11px;color:var(--mute)}
 .ticks span{position:absolute;transform:translateX(-50%)}ul{margin:4px 0;padding-left:18px}a{color:#1f5fbf}

@@ -29,6 +29,9 @@ WITH s AS (
 ), g AS (SELECT start_ts, end_ts, SUM(brk) OVER (ORDER BY start_ts) AS grp FROM s)
 SELECT MIN(start_ts), MAX(end_ts), COUNT(*) FROM g GROUP BY grp ORDER BY 1
 """
+# The camera's first recording still on the box (segments are kept for days, so before it
+# the box or the camera was simply not there yet: not a gap). Via the (camera, end_ts) index.
+SQL_FIRST = f"SELECT MIN(end_ts) FROM {Segment._meta.table_name} WHERE camera = ?"
 SQL_BOOKINGS = (
     "SELECT booking_id, field_id, status, date, start_time, end_time, start_ts, end_ts"
     f" FROM {Booking._meta.table_name} WHERE end_ts > ? AND start_ts < ? ORDER BY start_ts LIMIT 500"
@@ -64,12 +67,17 @@ def stretches(camera: str, start: float, end: float) -> list[tuple[float, float,
 
 
 def gaps(
-    recorded: list[tuple[float, float, int]], start: float, end: float, tail_s: float
+    recorded: list[tuple[float, float, int]],
+    start: float,
+    end: float,
+    tail_s: float,
+    first: float | None = None,
 ) -> list[list[float]]:
     """The holes between stretches in [start, end]: nothing was recorded there. The last
-    `tail_s` seconds are not a gap yet (the segment being written now is not indexed)."""
+    `tail_s` seconds are not a gap yet (the segment being written now is not indexed), nor is
+    the time before the camera's `first` recording."""
     out: list[list[float]] = []
-    cursor = start
+    cursor = start if first is None else max(start, first)
     for a, b, _ in recorded:
         if a - cursor > JOIN_S:
             out.append([cursor, a])
@@ -149,6 +157,13 @@ def collect(
     for cam in cfg.cameras:
         recorded = stretches(cam.name, start, end)
         tail = cam.segment_seconds + cam.stall_timeout_s
+        first_end = _rows(SQL_FIRST, (cam.name,))[0][0]
+        if first_end is None:
+            before: list[float] | None = [start, end]  # never recorded yet
+        elif first_end > start and recorded:
+            before = [start, recorded[0][0]]  # its first recording is within the window
+        else:
+            before = None
         mine = []
         for booking_id, field_id, status, date, t0, t1, b0, b1 in bookings:
             vids = videos.get((booking_id, cam.name), [])
@@ -173,7 +188,11 @@ def collect(
                 "stretches": [[a, b] for a, b, _ in recorded],
                 "segments": sum(n for _, _, n in recorded),
                 "recorded_s": round(sum(b - a for a, b, _ in recorded), 1),
-                "gaps": gaps(recorded, start, end, tail),
+                "gaps": []
+                if first_end is None
+                else gaps(recorded, start, end, tail, before[1] if before else None),
+                # Before the camera's first recording on the box (installed since): not a gap.
+                "before": before,
                 "bookings": mine,
             }
         )
