@@ -14,6 +14,8 @@ Pi 3, QEMU's USB network device (`usb-net` on the emulated DWC2 host) enumerates
 (cdc_ether) but no DHCP lease came back through it in our boots (NetworkManager fell back to
 a link-local address), so ssh over it is kept as an option (`VENUECAM_QEMU_SSH=1`), not the
 default. The one other addition keeps the watchdog driver out (QEMU's watchdog resets at once).
+Under raspi4b the device tree handed to QEMU is the card's with the HDMI block disabled and
+the SD host's regulators dropped (`qemu_ready_dtb`: what QEMU does not emulate).
 
 `PiBox.run()` is the one way tests talk to a box (ssh where there is a network, else the
 serial shell); a booted box is meant to be shared by many checks (see conftest.py).
@@ -47,6 +49,34 @@ SERIAL_EXTRAS = (
     "systemd.show_status=false systemd.debug_shell={tty} systemd.mask=serial-getty@{tty}.service"
     " modprobe.blacklist=bcm2835_wdt"
 )
+
+
+# The Pi 4's SD host (EMMC2) and the regulators that feed it: they are switched through the
+# firmware's GPIO expander (a mailbox call QEMU does not answer), so they never probe there.
+PI4_SD_HOST = "/emmc2bus/mmc@7e340000"
+PI4_SD_SUPPLIES = ("vmmc-supply", "vqmmc-supply")
+
+
+def qemu_ready_dtb(dtb: Path, machine: str) -> list[str]:
+    """Adapt this copy of the card's device tree to what QEMU's machine emulates; what changed.
+
+    QEMU's raspi4b leaves the Pi 4's HDMI block unmapped (the nodes at 0x7ef0xxxx: its clock,
+    its L2 interrupt controller, both HDMI ports and their DDC I2C buses) and their drivers
+    take a synchronous external abort at probe: a panic before the console comes up. So they
+    are disabled, as QEMU itself disables PCIe, GENET, RNG and thermal. And the SD host's
+    supplies are dropped: their regulators wait on the firmware's GPIO expander forever, and
+    the card with them. The card's own DTB is untouched: on a real Pi all of it exists.
+    """
+    if machine != "raspi4b":
+        return []
+    nodes = subprocess.run(["fdtget", "-l", str(dtb), "/soc"], capture_output=True, text=True, check=True)
+    changed = [f"/soc/{n}" for n in nodes.stdout.split() if n.split("@")[-1].startswith("7ef")]
+    for node in changed:
+        subprocess.run(["fdtput", "-t", "s", str(dtb), node, "status", "disabled"], check=True)
+    for prop in PI4_SD_SUPPLIES:
+        subprocess.run(["fdtput", "-d", str(dtb), PI4_SD_HOST, prop], check=True)
+        changed.append(f"{PI4_SD_HOST}:{prop}")
+    return changed
 
 
 def qemu_version() -> tuple[int, int]:
@@ -179,6 +209,12 @@ class SerialShell:
 
     def close(self) -> None:
         if self._sock:
+            # shutdown() first: close() alone leaves the reader thread's recv() holding the
+            # socket open, and QEMU would not take the next client.
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._sock.close()
 
 
@@ -206,6 +242,7 @@ class PiBox:
         from conftest import free_port
 
         self.files = boot_files(self.disk, self.model, self.work)
+        self.dtb_changes = qemu_ready_dtb(self.files.dtb, self.machine)
         consoles = re.findall(r"console=(tty[A-Z]+\d+)", self.files.cmdline)
         self.console_tty = consoles[0] if consoles else "ttyS1"
         cmdline = self.files.cmdline + " " + SERIAL_EXTRAS.format(tty=self.console_tty)

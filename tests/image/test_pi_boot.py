@@ -58,7 +58,13 @@ def test_booted_from_its_own_boot_files(box: qemu_pi.PiBox) -> None:
     assert "rw" in root[1].split(",")
     # No virtio anywhere: the SD card is on the Pi's own host controller.
     assert box.out("ls /sys/bus/virtio/devices 2>/dev/null | wc -l").strip() == "0"
-    assert box.out("systemctl is-system-running || true").strip() in ("running", "degraded")
+    # Boot finished: no job left (a unit still starting minutes in is a fault of its own).
+    state = box.wait_until(
+        "boot to finish",
+        's=$(systemctl is-system-running); echo "$s"; test "$s" != starting && test "$s" != initializing',
+        timeout=600,
+    )
+    assert state.strip() in ("running", "degraded"), box.out("systemctl list-jobs --no-pager")
     failed = box.out("systemctl --failed --no-legend --plain | awk '{print $1}'").split()
     assert not failed, f"failed units on {box.machine}: {failed}"
 
@@ -81,13 +87,9 @@ def test_first_boot_applied_the_config_and_scrubbed_the_card(box: qemu_pi.PiBox)
     assert "overwrote and removed /boot/firmware/venuecam.toml" in journal
     for secret in (API_TOKEN, S3_SECRET, WIFI_PSK):
         assert secret not in applied and secret not in journal
-    # Not a byte of the secrets left anywhere on the FAT partition: as the guest reads its
-    # block device, and as the card's own bytes read here once the guest synced them.
-    dev = box.out("findmnt -no SOURCE /boot/firmware").strip()
+    # Not a byte of the secrets left anywhere on the FAT partition: the card's own bytes, read
+    # here once the guest synced them (reading 256 MiB inside the emulated Pi takes minutes).
     box.out("sync")
-    for secret in (API_TOKEN, S3_SECRET, WIFI_PSK):
-        found = box.run(f"grep -c -a -F '{secret}' {dev}")[1].strip()
-        assert found == "0", f"{secret[:4]}... still on {dev}"
     part = qemu_pi.partitions(box.disk)[0]
     with box.disk.open("rb") as f:
         f.seek(int(part["start"]) * 512)  # type: ignore[call-overload]
@@ -153,7 +155,8 @@ def test_watchdogs_are_set_and_the_stack_pings_systemd(box: qemu_pi.PiBox) -> No
 
 
 def test_installer_hardware_check_runs_on_the_box(box: qemu_pi.PiBox) -> None:
-    status, out = box.run("venuecam-hw-check", timeout=600)
+    # QEMU's SD card writes ~1.4 MB/s: the floor a real card must beat (2 MB/s) is lowered.
+    status, out = box.run("VENUECAM_HW_MIN_SD_MB_S=0.5 venuecam-hw-check", timeout=600)
     print(f"\n{box.machine} venuecam-hw-check:\n{out[-1500:]}")
     assert status == 0, out[-3000:]
     assert "passed" in out
