@@ -56,9 +56,7 @@ class Elements(HTMLParser):
     def find(self, tag: str, **want: str) -> list[dict[str, str]]:
         def ok(a: dict[str, str]) -> bool:
             return all(
-                (v in a.get("class", "").split())
-                if k == "class_"
-                else a.get(k.replace("_", "-")) == v
+                (v in a.get("class", "").split()) if k == "class_" else a.get(k.replace("_", "-")) == v
                 for k, v in want.items()
             )
 
