@@ -48,7 +48,8 @@ class DeviceConfig:
 class CameraConfig:
     name: str
     field_id: int
-    # rtsp://..., /dev/videoN, "picamera2", or "testsrc" (a synthetic pattern)
+    # rtsp://..., /dev/videoN, "picamera2", "testsrc" (a moving pattern) or "testsrc:COLOUR"
+    # (a plain frame of that colour, to tell test cameras apart)
     source: str
     segment_seconds: int = 10
     width: int = 1280
@@ -158,6 +159,11 @@ class StatusConfig:
     tcp_enabled: bool = False
     tcp_port: int = 8080
     token: str = secret("")
+    # The installer's page (and only it) on the venue's LAN, read-only, behind lan_token.
+    lan_enabled: bool = False
+    lan_address: str = "0.0.0.0"
+    lan_port: int = 8081
+    lan_token: str = secret("")
 
 
 @dataclass(frozen=True)
@@ -388,9 +394,11 @@ def _check_semantics(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: {key}.name: duplicate camera name {cam.name!r}")
         seen.add(cam.name)
         src = cam.source
-        if not (src.startswith(("rtsp://", "rtsps://", "/dev/video")) or src in ("picamera2", "testsrc")):
+        known = src.startswith(("rtsp://", "rtsps://", "/dev/video")) or src in ("picamera2", "testsrc")
+        if not known and not (src.startswith("testsrc:") and is_test_colour(src.removeprefix("testsrc:"))):
             raise ConfigError(
-                f"{source}: {key}.source: expected rtsp://..., /dev/videoN, picamera2 or testsrc, got {src!r}"
+                f"{source}: {key}.source: expected rtsp://..., /dev/videoN, picamera2, testsrc or "
+                f"testsrc:COLOUR (a colour name or 0xRRGGBB), got {mask_url(src)!r}"
             )
         for attr in ("segment_seconds", "width", "height", "fps", "bitrate_kbps", "stall_timeout_s"):
             if getattr(cam, attr) <= 0:
@@ -417,6 +425,51 @@ def _check_semantics(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: booking_api.base_url: expected an http(s):// URL")
     _check_provision(cfg.provision, source)
     _check_update(cfg.update, source)
+    _check_status(cfg.status, source)
+
+
+def is_test_colour(text: str) -> bool:
+    """A colour for `testsrc:COLOUR`: a name ("red") or 0xRRGGBB, nothing ffmpeg's filter
+    syntax would read as more than a colour."""
+    if text.startswith("0x"):
+        return len(text) == 8 and all(c in "0123456789abcdefABCDEF" for c in text[2:])
+    return 0 < len(text) <= 32 and text.isascii() and text.isalpha()
+
+
+LAN_TOKEN_MIN = 16
+
+
+def _check_status(s: StatusConfig, source: str) -> None:
+    import ipaddress
+
+    for name in ("tcp_port", "lan_port"):
+        if not 1 <= getattr(s, name) <= 65535:
+            raise ConfigError(f"{source}: status.{name}: expected a port number 1..65535")
+    try:
+        ipaddress.ip_address(s.lan_address)
+    except ValueError:
+        raise ConfigError(
+            f'{source}: status.lan_address: expected an IP address of this box (or "0.0.0.0"), '
+            f"got {s.lan_address[:60]!r}"
+        ) from None
+    if s.lan_token and not (
+        len(s.lan_token) >= LAN_TOKEN_MIN
+        and s.lan_token.isascii()
+        and s.lan_token.isprintable()
+        and " " not in s.lan_token
+        and all(c not in s.lan_token for c in ';,"\\')
+    ):
+        # The token travels in a cookie and a header: no spaces, separators or quotes.
+        raise ConfigError(
+            f"{source}: status.lan_token: expected at least {LAN_TOKEN_MIN} printable ASCII characters "
+            "without spaces, quotes, ';', ',' or backslashes"
+        )
+    if s.lan_enabled and not s.lan_token:
+        raise ConfigError(
+            f"{source}: status.lan_token: required when status.lan_enabled is true (the LAN page is token-protected)"
+        )
+    if s.lan_enabled and s.tcp_enabled and s.lan_port == s.tcp_port:
+        raise ConfigError(f"{source}: status.lan_port: must differ from status.tcp_port ({s.tcp_port})")
 
 
 def is_hostname(name: str) -> bool:

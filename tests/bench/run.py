@@ -15,12 +15,13 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).parent
-MODULES = ["clip_bench", "status_bench", "stack_bench", "net_bench", "resilience_bench"]
+MODULES = ["clip_bench", "status_bench", "stack_bench", "net_bench", "resilience_bench", "page_bench"]
 TARGETS = {
     "clip_vs_cp_ratio": "<= 1.5",
     "reencode_vs_clip_ratio": ">= 20",
     "status_cli_ms": "<= 150",
     "rss_statusd_mb": "<= 30",
+    "page_statusd_cpu_pct": "<= 5 (of one core)",
     "rss_stack_mb": "<= 150",
     "upload_goodput_frac_0loss": ">= 0.93",
     "upload_goodput_frac_1loss": ">= 0.90",

@@ -29,7 +29,7 @@ class SourceKind(StrEnum):
 
 
 def source_kind(source: str) -> SourceKind:
-    if source == "testsrc":
+    if source == "testsrc" or source.startswith("testsrc:"):
         return SourceKind.TESTSRC
     if source == "picamera2":
         return SourceKind.PICAMERA2
@@ -59,7 +59,15 @@ def input_args(cam: CameraConfig, input_codec: str | None = None) -> list[str]:
         # A moving pattern with the UTC wall clock burnt in, so a clip's timing can be checked by eye.
         # -re paces it like a live camera: frame n is produced at start + n/fps.
         clock = "drawtext=text='%{gmtime}Z':x=4:y=4:fontsize=16:fontcolor=white:box=1:boxcolor=black@0.6"
-        return ["-re", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={cam.fps},{clock}"]
+        # "testsrc:red": a plain frame of one colour (config.is_test_colour checked it), so
+        # test cameras can be told apart in their pictures.
+        colour = cam.source.partition(":")[2]
+        pattern = (
+            f"color=c={colour}:size={size}:rate={cam.fps}"
+            if colour
+            else f"testsrc2=size={size}:rate={cam.fps}"
+        )
+        return ["-re", "-f", "lavfi", "-i", f"{pattern},{clock}"]
     if kind is SourceKind.V4L2:
         fmt = ["-input_format", "h264"] if input_codec == "h264" else []
         return [

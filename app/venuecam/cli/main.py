@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "queue": ("venuecam.cli.queue_cmd", "list, retry or process the task queue"),
     "bookings": ("venuecam.cli.bookings_cmd", "bookings known to the box"),
     "sync": ("venuecam.cli.sync_cmd", "start a booking sync now"),
+    "snapshot": ("venuecam.cli.snapshot_cmd", "a JPEG of what a camera sees now (-o FILE)"),
     "jobs": ("venuecam.cli.jobs_cmd", "sync jobs and their logs"),
     "config": ("venuecam.cli.config_cmd", "validate the config, or --dump it with secrets masked"),
     "update": (

@@ -65,3 +65,30 @@ def popen(argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
         list(argv), preexec_fn=_die_with_parent, start_new_session=True, **kwargs
     )
+
+
+def _low_priority_child() -> None:  # between fork and exec: die with the parent, yield the CPU
+    _die_with_parent()
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+
+
+def run_bytes(argv: Sequence[str], timeout: float, low_priority: bool = False) -> bytes:
+    """Run a command that writes binary stdout (a JPEG); its stdout, or CommandError.
+
+    `low_priority`: niced, so a picture asked for never takes CPU from recording."""
+    try:
+        proc = subprocess.run(
+            list(argv),
+            capture_output=True,
+            timeout=timeout,
+            preexec_fn=_low_priority_child if low_priority else _die_with_parent,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise CommandError(argv, None, (e.stderr or b"").decode(errors="replace")) from None
+    if proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, proc.stderr.decode(errors="replace"))
+    return proc.stdout

@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from venuecam.config import Config
 from venuecam.errors import VenuecamError
 from venuecam.logs import redact
 from venuecam.status import clock, facts
-from venuecam.statusd import api_actions, api_bookings, api_jobs, api_status
+from venuecam.statusd import api_actions, api_bookings, api_jobs, api_page, api_status, lan
 from venuecam.statusd.messages import HttpError, Request, Response, error_body
 from venuecam.timeutil import utcnow
 
@@ -29,6 +30,10 @@ CLOCK_CACHE_S = 30.0  # NTP state changes rarely; `timedatectl` costs a process 
 
 # (method, path pattern, handler, writes?) -- first match wins, so fixed paths come first.
 ROUTES: list[tuple[str, str, Handler, bool]] = [
+    ("GET", r"/", api_page.index, False),
+    ("GET", r"/api/cameras/([^/]+)/snapshot\.jpg", api_page.snapshot, False),
+    ("GET", r"/api/timeline", api_page.timeline_json, False),
+    ("GET", r"/clips/([^/]+)\.(mp4|jpg)", api_page.clip_file, False),
     ("GET", r"/healthz", api_status.healthz, False),
     ("GET", r"/metrics", api_status.metrics, False),
     ("GET", r"/api/queue-status", api_status.queue_status, False),
@@ -48,6 +53,10 @@ ROUTES: list[tuple[str, str, Handler, bool]] = [
     ("POST", r"/api/request-booking-video", api_actions.request_booking_video, True),
 ]
 _COMPILED = [(m, re.compile(p + r"/?"), h, w) for m, p, h, w in ROUTES]
+# What the LAN listener serves (with status.lan_token): the installer's page and its parts.
+LAN_HANDLERS = frozenset(
+    {api_page.index, api_page.snapshot, api_page.timeline_json, api_page.clip_file, api_status.healthz}
+)
 
 
 class StatusApp:
@@ -61,6 +70,18 @@ class StatusApp:
         # Per answering thread: (database_version(), stored_facts()). The GROUP BY over the
         # whole ledger is the dearest part of a snapshot and unchanged between most calls.
         self._stored = threading.local()
+        self.lan_handlers = LAN_HANDLERS
+        self._snapshots: Any = None
+
+    @property
+    def snapshots(self) -> Any:
+        """Camera pictures (statusd/snapshots.py), set up on the first one asked for."""
+        with self._lock:
+            if self._snapshots is None:
+                from venuecam.statusd.snapshots import Snapshots
+
+                self._snapshots = Snapshots(self.cfg)
+            return self._snapshots
 
     def uptime_s(self) -> float:
         return time.monotonic() - self._started
@@ -95,7 +116,13 @@ class StatusApp:
         return snap
 
     def authorize(self, req: Request) -> None:
-        """Writes over TCP need the configured token; the Unix socket relies on its permissions."""
+        """Writes over TCP need the configured token; the Unix socket relies on its permissions.
+
+        A browser's write from another site is refused everywhere: the page is reached through
+        `ssh -L` to the socket, and any web page open in that browser could otherwise post to it."""
+        origin = req.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc.lower() != req.headers.get("host", "").lower():
+            raise HttpError(403, f"write requests from another site are refused (Origin {origin[:80]!r})")
         if not req.via_tcp:
             return
         token = self.cfg.status.token
@@ -131,6 +158,8 @@ class StatusApp:
     def handle(self, req: Request) -> Response:
         try:
             handler, groups, writes = self.route(req)
+            if req.via_lan and (redirect := lan.gate(self, req, handler, writes)) is not None:
+                return redirect
             if writes:
                 self.authorize(req)
             return handler(self, req, *groups)

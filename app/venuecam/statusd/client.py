@@ -145,6 +145,16 @@ class StatusClient:
         return cls(socket_path(config_path))
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        status, headers, raw = self.request_raw(method, path, body)
+        if headers.get("content-type", "").startswith("application/json"):
+            try:
+                return status, json.loads(raw.decode("utf-8"))
+            except ValueError:
+                pass
+        return status, raw.decode("utf-8", errors="replace")
+
+    def request_raw(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers with lower-case names, body bytes): for answers that are not text."""
         data = None if body is None else json.dumps(body).encode()
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
@@ -168,12 +178,7 @@ class StatusClient:
             raise ServiceDown(f"statusd connection failed on {self.socket_path}: {e}") from None
         finally:
             sock.close()
-        if headers.get("content-type", "").startswith("application/json"):
-            try:
-                return status, json.loads(raw.decode("utf-8"))
-            except ValueError:
-                pass
-        return status, raw.decode("utf-8", errors="replace")
+        return status, headers, raw
 
     def get(self, path: str) -> tuple[int, Any]:
         return self.request("GET", path)

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from venuecam import config, db, logs
     from venuecam.statusd.app import StatusApp
-    from venuecam.statusd.server import bind_tcp, bind_unix, make_executor
+    from venuecam.statusd.server import bind_lan, bind_tcp, bind_unix, make_executor
 
     cfg = config.load(args.config)
     log = logs.setup("statusd", cfg.secrets())
@@ -42,6 +42,16 @@ def run(args: argparse.Namespace) -> int:
     if port is not None:
         servers.append(bind_tcp(app, port, executor))
         log.info("%s listening on 127.0.0.1:%d", logs.STATUS, port)
+    if cfg.status.lan_enabled:
+        try:
+            servers.append(bind_lan(app, cfg.status.lan_address, cfg.status.lan_port, executor))
+        except OSError as e:
+            # The socket still serves (and `venuecam status` says what is wrong in the log).
+            log.error("%s LAN listener on %s:%d failed: %s", logs.STATUS, cfg.status.lan_address,
+                      cfg.status.lan_port, e.strerror or e)  # fmt: skip
+        else:
+            log.info("%s installer's page on the LAN at %s:%d (token required, read-only)", logs.STATUS,
+                     cfg.status.lan_address, cfg.status.lan_port)  # fmt: skip
 
     stop = threading.Event()
 

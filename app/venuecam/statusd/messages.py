@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -26,6 +27,7 @@ class Request:
     body: bytes = b""
     via_tcp: bool = False
     peer: str = "unix"
+    via_lan: bool = False  # the LAN listener: token-protected, the installer's page only
 
     def json(self) -> Any:
         if not self.body:
@@ -45,6 +47,7 @@ class Response:
     body: Any = None
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None  # sent from disk in chunks (a clip), with Range support
 
     def encode(self) -> bytes:
         if isinstance(self.body, bytes):

@@ -27,6 +27,7 @@ from venuecam.statusd.messages import Request, Response, error_body
 log = logging.getLogger("venuecam.statusd")
 
 MAX_BODY = 64 * 1024
+FILE_CHUNK = 256 * 1024
 READ_TIMEOUT_S = 10.0  # per read; a client that says nothing this long is dropped
 MAX_CLIENTS = 64
 # Requests are read by one thread per connection (a slow client holds only its own) and
@@ -80,6 +81,9 @@ class StatusHandler(http.server.BaseHTTPRequestHandler):
         self._send(Response(code, error_body(code, text)))
 
     def _send(self, resp: Response) -> None:
+        if resp.file is not None:
+            self._send_file(resp)
+            return
         data = resp.encode()
         try:
             self.send_response(resp.status)
@@ -95,6 +99,45 @@ class StatusHandler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
+
+    def _send_file(self, resp: Response) -> None:
+        """A file from disk (a cut clip): whole, or the one byte range a video player asks for."""
+        assert resp.file is not None
+        try:
+            f = resp.file.open("rb")
+        except OSError as e:
+            self._send(Response(404, error_body(404, f"{resp.file.name}: {e.strerror}")))
+            return
+        with f:
+            total = os.fstat(f.fileno()).st_size
+            span = byte_range(self.headers.get("Range"), total)
+            if span is None:
+                self._send(Response(416, error_body(416, f"Range: expected bytes=START-END within {total} bytes"),
+                                    headers={"Content-Range": f"bytes */{total}"}))  # fmt: skip
+                return
+            start, end = span
+            partial = (start, end) != (0, total - 1) and total > 0
+            try:
+                self.send_response(206 if partial else 200)
+                self.send_header("Content-Type", resp.content_type)
+                self.send_header("Content-Length", str(end - start + 1 if total else 0))
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Cache-Control", "no-store")
+                if partial:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{total}")
+                self.end_headers()
+                if self.command == "HEAD" or not total:
+                    return
+                f.seek(start)
+                left = end - start + 1
+                while left > 0:
+                    chunk = f.read(min(FILE_CHUNK, left))
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+                    left -= len(chunk)
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                self.close_connection = True
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding"):
@@ -139,6 +182,7 @@ class StatusHandler(http.server.BaseHTTPRequestHandler):
             body=body,
             via_tcp=self.server.via_tcp,
             peer=self._peer(),
+            via_lan=self.server.via_lan,
         )
         try:
             resp = self.server.answer(req)
@@ -168,11 +212,37 @@ class StatusHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
 
+def byte_range(header: str | None, total: int) -> tuple[int, int] | None:
+    """(first, last) byte to send for a `Range` header (one range; none: the whole file);
+    None when the range cannot be satisfied."""
+    whole = (0, max(total - 1, 0))
+    if not header:
+        return whole
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return whole  # other units or several ranges: the whole file is a valid answer
+    first, dash, last = spec.strip().partition("-")
+    try:
+        if not dash:
+            return None
+        if first == "":  # the last N bytes
+            n = int(last)
+            return (max(total - n, 0), total - 1) if n > 0 and total else None
+        a = int(first)
+        b = int(last) if last else total - 1
+    except ValueError:
+        return None
+    if a < 0 or a >= total or b < a:
+        return None
+    return a, min(b, total - 1)
+
+
 class _Bounded(socketserver.ThreadingMixIn):
     daemon_threads = True
     block_on_close = False
     request_queue_size = 128  # listen backlog: bursts of clients queue instead of being refused
     via_tcp = False
+    via_lan = False
     app: StatusApp
 
     def _init_slots(self, executor: ThreadPoolExecutor) -> None:
@@ -206,6 +276,16 @@ class UnixStatusServer(_Bounded, socketserver.UnixStreamServer):
 class TcpStatusServer(_Bounded, socketserver.TCPServer):
     allow_reuse_address = True
     via_tcp = True
+
+
+class LanStatusServer(TcpStatusServer):
+    """The installer's page on the venue's network: every request needs status.lan_token."""
+
+    via_lan = True
+
+
+class LanStatusServer6(LanStatusServer):
+    address_family = socket.AF_INET6
 
 
 def _claim_socket_path(path: Path) -> None:
@@ -246,6 +326,14 @@ def bind_unix(app: StatusApp, path: Path, group: str, executor: ThreadPoolExecut
         )
     except PermissionError:
         log.warning("cannot give %s to group %r (not allowed); socket keeps its group", path, group)
+    server.app = app
+    server._init_slots(executor)
+    return server
+
+
+def bind_lan(app: StatusApp, address: str, port: int, executor: ThreadPoolExecutor) -> LanStatusServer:
+    cls = LanStatusServer6 if ":" in address else LanStatusServer
+    server = cls((address, port), StatusHandler)
     server.app = app
     server._init_slots(executor)
     return server
