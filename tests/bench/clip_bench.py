@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from venuecam.media import tsinfo
 from venuecam.clips.assemble import assemble_mp4, make_preview, make_thumbnail, moov_before_mdat
 from venuecam.clips.plan import plan_clip
+from venuecam.media import tsinfo
 from venuecam.media.probe import probe
 
 REPO = Path(__file__).resolve().parents[2]
