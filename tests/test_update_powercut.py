@@ -3,34 +3,31 @@ every program, ffmpeg), then a fresh start as systemd would do it at boot (the b
 unit, then the stack). The box must always come back on a release that passes the health
 gate: the old one (database restored where the new one had migrated it), or the new one when
 its gate had passed. The updater is frozen right after it journals the step (SIGSTOP), so the
-cut lands exactly there."""
+cut lands exactly there.
+
+The cuts run on BOXES booted boxes at once (most of a cut is waiting: a stop, a stable
+window), each box taking its share of the steps one after the other; every step is its own
+test, which reads what its cut left: the links, the schema, the journal, the health check."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fixtures_update import booted_box, fresh_servers, schema
 from update_rig import BASE_SCHEMA, Box, Releases, wait_for
 from venuecam.update.engine import STOP_AT_ENV
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def cut_box(tmp_path_factory: pytest.TempPathFactory, releases: Releases, base_bundle: Path,
-            s3_server: Any, platform_server: Any) -> Iterator[Box]:  # fmt: skip
-    s3_server.reset()
-    s3_server.client().create_bucket(Bucket="venue-videos")
-    platform_server.reset()  # no booking another module left on the shared simulator defers the update
-    b = Box(tmp_path_factory.mktemp("powercut") / "box", releases, s3_server.endpoint, platform_server.url)
-    b.install(base_bundle)
-    b.start()
-    yield b
-    b.kill_all()
+FORWARD = ["installed", "checked", "stopped", "backed_up", "switched", "started", "gating"]
+BACKWARD = ["rolling_back", "switched_back", "restored"]
+BOXES = 4
 
 
 def frozen(pid: int) -> bool:
@@ -40,12 +37,8 @@ def frozen(pid: int) -> bool:
         return False
 
 
-def schema(box: Box) -> int:
-    with sqlite3.connect(box.cfg.db_path) as conn:
-        return conn.execute("PRAGMA user_version").fetchone()[0]
-
-
-def cut_at(box: Box, bundle: Path, step: str) -> None:
+def cut_at(box: Box, bundle: Path, step: str) -> dict[str, Any]:
+    """Cut the power at `step`, boot, wait for health; what the box is on then."""
     proc = box.update_bg(str(bundle), env={STOP_AT_ENV: step})
     wait_for(f"the updater frozen at {step}", lambda: frozen(proc.pid) or proc.poll() is not None, 240, 0.1)
     assert proc.poll() is None, (
@@ -54,39 +47,81 @@ def cut_at(box: Box, bundle: Path, step: str) -> None:
     assert box.state()["op"]["step"] == step
     box.power_cut()
     box.boot()
+    health = box.wait_healthy()
+    return {"health": health, "current": box.link("current"), "committed": box.link("committed"),
+            "schema": schema(box), "last": box.state()["last"], "releases": box.releases()}  # fmt: skip
 
 
-FORWARD = ["installed", "checked", "stopped", "backed_up", "switched", "started", "gating"]
-BACKWARD = ["rolling_back", "switched_back", "restored"]
+@pytest.fixture(scope="module")
+def cuts(tmp_path_factory: pytest.TempPathFactory, releases: Releases, base_bundle: Path,
+         s3_server: Any, platform_server: Any) -> dict[str, Any]:  # fmt: skip
+    """step -> what the box was on after the cut there (or the error that stopped it)."""
+    good = releases.build("0.2.0", "migrate")
+    bad = releases.build("0.3.0", "migrate", "crash")
+    plan = [(s, good) for s in FORWARD] + [(s, bad) for s in BACKWARD]
+    shares = [plan[i::BOXES] for i in range(BOXES)]
+    shares[-1].append(("passed", good))  # last on its box (one with fewer cuts): it leaves it on 0.2.0
+    fresh_servers(s3_server, platform_server)
+    roots = [tmp_path_factory.mktemp("powercut") / "box" for _ in range(BOXES)]
+    with ThreadPoolExecutor(BOXES) as pool:
+        booting = [pool.submit(booted_box, roots[i], releases, base_bundle, s3_server, platform_server,
+                               device={"device_id": f"cut-box-{i}"}) for i in range(BOXES)]  # fmt: skip
+    boxes = [f.result() for f in booting if not f.exception()]
+    if len(boxes) < BOXES:
+        for b in boxes:
+            b.kill_all()
+        raise next(e for f in booting if (e := f.exception()))
+    results: dict[str, Any] = {}
+
+    def work(box: Box, share: list[tuple[str, Path]]) -> None:
+        for step, bundle in share:
+            try:
+                results[step] = cut_at(box, bundle, step)
+            except BaseException:  # noqa: BLE001 - the step's own test reports it
+                results[step] = traceback.format_exc()
+                return  # the box is in an unknown state: its remaining steps are not run
+
+    threads = [threading.Thread(target=work, args=(b, s)) for b, s in zip(boxes, shares, strict=True)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for b in boxes:
+            b.kill_all()
+    return results
+
+
+def after(cuts: dict[str, Any], step: str) -> dict[str, Any]:
+    got = cuts.get(step, f"not run: an earlier cut on the same box failed ({sorted(cuts)})")
+    if isinstance(got, str):
+        pytest.fail(f"the cut at {step} failed:\n{got}")
+    assert got["health"]["ok"], got["health"]
+    return got
 
 
 @pytest.mark.parametrize("step", FORWARD)
 def test_power_cut_before_the_gate_passed_comes_back_on_the_old_release(
-    cut_box: Box, releases: Releases, step: str
+    cuts: dict[str, Any], step: str
 ) -> None:
-    cut_at(cut_box, releases.build("0.2.0", "migrate"), step)
-    health = cut_box.wait_healthy()
-    assert health["ok"], health
-    assert cut_box.link("current") == "0.1.0" and schema(cut_box) == BASE_SCHEMA
-    last = cut_box.state()["last"]
+    got = after(cuts, step)
+    assert got["current"] == "0.1.0" and got["schema"] == BASE_SCHEMA
+    last = got["last"]
     touched = step not in ("installed", "checked")
     assert last["outcome"] == ("rolled_back" if touched else "failed"), last
     assert f"interrupted at {step}" in last["reason"]
-    assert cut_box.releases() == ["0.1.0"]
+    assert got["releases"] == ["0.1.0"]
 
 
 @pytest.mark.parametrize("step", BACKWARD)
-def test_power_cut_during_a_rollback_finishes_it(cut_box: Box, releases: Releases, step: str) -> None:
-    cut_at(cut_box, releases.build("0.3.0", "migrate", "crash"), step)
-    assert cut_box.wait_healthy()["ok"]
-    assert cut_box.link("current") == "0.1.0" and schema(cut_box) == BASE_SCHEMA
-    assert cut_box.state()["last"]["outcome"] == "rolled_back"
+def test_power_cut_during_a_rollback_finishes_it(cuts: dict[str, Any], step: str) -> None:
+    got = after(cuts, step)
+    assert got["current"] == "0.1.0" and got["schema"] == BASE_SCHEMA
+    assert got["last"]["outcome"] == "rolled_back"
 
 
-def test_power_cut_after_the_gate_passed_keeps_the_new_release(cut_box: Box, releases: Releases) -> None:
-    cut_at(cut_box, releases.build("0.2.0", "migrate"), "passed")
-    assert cut_box.wait_healthy()["ok"]
-    assert (
-        cut_box.link("current") == cut_box.link("committed") == "0.2.0" and schema(cut_box) == BASE_SCHEMA + 1
-    )
-    assert cut_box.state()["last"]["outcome"] == "committed"
+def test_power_cut_after_the_gate_passed_keeps_the_new_release(cuts: dict[str, Any]) -> None:
+    got = after(cuts, "passed")
+    assert got["current"] == got["committed"] == "0.2.0" and got["schema"] == BASE_SCHEMA + 1
+    assert got["last"]["outcome"] == "committed"

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ APP = Path(__file__).resolve().parent.parent / "app"
 CACHE = APP.parent / "build" / "release-cache"
 BOX_PYTHON = "/usr/bin/python3"
 
+# The health gate in the tests: every program must run HEALTH_STABLE_S without a restart; the
+# worker's startsecs (5 s) is the floor anyway. The time limit is for the good releases on a
+# loaded CI machine; a test that waits for it to expire sets a shorter one (Box.configure).
+HEALTH_STABLE_S = 5
+HEALTH_TIMEOUT_S = 40
 # The schema of the release under test (the base release); "migrate" makes one schema newer.
 BASE_SCHEMA = db_mod.SCHEMA_VERSION
 # name -> (file under app/venuecam, text to add or (old, new)) making a broken release.
@@ -57,8 +63,13 @@ BREAKAGES: dict[str, list[tuple[str, Any]]] = {
             (
                 "def run(args: argparse.Namespace) -> int:\n",
                 "def run(args: argparse.Namespace) -> int:\n"
-                "    import threading\n"
-                "    threading.Timer(3.0, lambda: __import__('os')._exit(3)).start()  # deliberately broken\n",
+                # 2.5 s after the spawn (the process's start time, so a slow import does not
+                # move it): after supervisord's startsecs (2 s), so RUNNING first, and inside the
+                # gate's stable window (HEALTH_STABLE_S, also counted from the spawn).
+                "    import os, threading\n"
+                "    started = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19]) / os.sysconf('SC_CLK_TCK')\n"
+                "    uptime = float(open('/proc/uptime').read().split()[0])\n"
+                "    threading.Timer(max(0.0, 2.5 - (uptime - started)), lambda: os._exit(3)).start()  # deliberately broken\n",
             ),
         )
     ],
@@ -99,6 +110,8 @@ class Releases:
             f'release@venuecam namespaces="venuecam-release,venuecam-channel" {pub[0]} {pub[1]}\n'
         )
         self.built: dict[str, Path] = {}
+        self.made: dict[Path, tuple[str, Path]] = {}
+        self.lock = threading.Lock()  # boxes boot in threads (test_update_powercut, the fleet)
 
     def build(self, version: str, *breakages: str, key: Path | None = None) -> Path:
         name = "-".join([version, *breakages]) + ("-otherkey" if key else "")
@@ -123,11 +136,30 @@ class Releases:
         self.built[name] = out / f"venuecam-{version}.bundle"
         return self.built[name]
 
+    def installed(self, bundle_path: Path) -> tuple[str, Path]:
+        """(version, a release directory installed from the bundle), made once, as a box's."""
+        from venuecam.update import bundle
+        from venuecam.update.layout import Layout
+
+        with self.lock:
+            if bundle_path in self.made:
+                return self.made[bundle_path]
+            v = bundle.verify(bundle_path, self.signers)
+            layout = Layout(self.root / f"installed-{len(self.made)}")
+            tmp = layout.root / "unpack"
+            files = bundle.extract(v, tmp)
+            layout.install(v.manifest.version, sorted(files.values()), BOX_PYTHON, {"digest": v.manifest.digest,
+                           "version": v.manifest.version, "provides": v.manifest.provides})  # fmt: skip
+            shutil.rmtree(tmp)
+            self.made[bundle_path] = (v.manifest.version, layout.dir(v.manifest.version))
+            return self.made[bundle_path]
+
 
 class Box:
     def __init__(self, root: Path, releases: Releases, s3_endpoint: str, platform_url: str,
                  **over: dict[str, Any]) -> None:  # fmt: skip
         self.root = root
+        self.kit = releases
         self.install_dir = root / "opt" / "venuecam"
         self.state_dir = root / "update-state"
         sections: dict[str, Any] = {
@@ -138,32 +170,44 @@ class Box:
             "connectivity": {"tcp_targets": [], "dns_names": [], "interval_s": 0.5, "timeout_s": 1.0},
             "update": {"install_dir": str(self.install_dir), "state_dir": str(self.state_dir),
                        "signers_file": str(releases.signers), "python": BOX_PYTHON, "service": "direct",
-                       "health_timeout_s": 40, "health_stable_s": 8, "booking_margin_s": 5},
+                       "health_timeout_s": HEALTH_TIMEOUT_S, "health_stable_s": HEALTH_STABLE_S,
+                       "booking_margin_s": 5},
         }  # fmt: skip
-        for k, v in over.items():
-            sections[k] = v if isinstance(v, list) else {**sections.get(k, {}), **v}
         root.mkdir(parents=True, exist_ok=True)
         self.config_path = root / "venuecam.toml"
-        self.config_path.write_text(render_toml(base_sections(root, **sections)))
-        self.cfg = config_mod.load(self.config_path)
+        self.sections = sections
+        self.configure(**over)
         self.updater: subprocess.Popen[str] | None = None
+
+    def configure(self, **over: dict[str, Any]) -> None:
+        """Rewrite the box's config with these keys changed (the next command reads it)."""
+        for k, v in over.items():
+            self.sections[k] = v if isinstance(v, list) else {**self.sections.get(k, {}), **v}
+        self.config_path.write_text(render_toml(base_sections(self.root, **self.sections)))
+        self.cfg = config_mod.load(self.config_path)
 
     # ------------------------------------------------------------ the layout
 
     def install(self, bundle_path: Path) -> str:
-        """What the image build does: one release, `current` pointing at it."""
-        from venuecam.update import bundle
+        """What the image build does: one release, `current` pointing at it. The release is
+        installed (a virtualenv, every wheel: seconds of pip) once per bundle and session, then
+        copied into each box, its scripts' interpreter lines moved to the box's path; what an
+        update installs is never copied: the updater installs it for real."""
         from venuecam.update.layout import Layout
 
-        v = bundle.verify(bundle_path, Path(self.cfg.update.signers_file))
+        version, made = self.kit.installed(bundle_path)
         layout = Layout(self.install_dir)
-        tmp = self.root / "unpack"
-        files = bundle.extract(v, tmp)
-        layout.install(v.manifest.version, sorted(files.values()), BOX_PYTHON, {"digest": v.manifest.digest,
-                       "version": v.manifest.version, "provides": v.manifest.provides})  # fmt: skip
-        shutil.rmtree(tmp)
-        layout.point("current", v.manifest.version)
-        return v.manifest.version
+        layout.releases.mkdir(parents=True, exist_ok=True)
+        target = layout.dir(version)
+        shutil.copytree(made, target, symlinks=True)
+        old, new = str(made).encode(), str(target).encode()
+        for script in (target / "bin").iterdir():
+            if script.is_file() and not script.is_symlink():
+                data = script.read_bytes()
+                if data.startswith(b"#!") and old in data:
+                    script.write_bytes(data.replace(old, new))
+        layout.point("current", version)
+        return version
 
     def link(self, name: str) -> str | None:
         try:

@@ -180,6 +180,8 @@ def _status(cfg: Any, as_json: bool) -> int:
         p = s["pending"]
         lines.append(f"waiting: {p['version']} ({p['origin']}, asked {p['requested_at']}): "
                      f"{'; '.join(p['waiting'] or [])}; runs {p['next']}")  # fmt: skip
+    if s.get("poll"):
+        lines.append(f"channel: {s['poll'].get('result')} (looked {s['poll'].get('at')})")
     for a in s["attention"]:
         lines.append(f"! {a}")
     if s["history"]:

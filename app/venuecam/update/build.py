@@ -14,6 +14,7 @@ cached per target and pin set (`--cache`), so a rebuild needs no network.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import platform
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from venuecam.timeutil import iso, utcnow
@@ -78,13 +80,37 @@ def schema_facts(src: Path) -> dict[str, int]:
     return json.loads(run([sys.executable, "-c", code, str(src)]).stdout)
 
 
+@functools.cache
 def pins() -> str:
     out = run([sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"]).stdout
     return "".join(ln + "\n" for ln in out.splitlines() if ln and not ln.startswith(("-e ", "venuecam")))
 
 
+def requirements(app_wheel: Path) -> tuple[str, ...]:
+    """The app wheel's Requires-Dist lines (what pip resolves the dependency wheels from)."""
+    with zipfile.ZipFile(app_wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        text = z.read(meta).decode()
+    return tuple(ln for ln in text.splitlines() if ln.startswith("Requires-Dist:"))
+
+
+# (target, cache, pins, requirements) -> the wheels: several releases built by one process
+# (the tests build a few) resolve their dependencies once.
+_RESOLVED: dict[tuple[str, ...], list[Path]] = {}
+
+
 def dependency_wheels(app_wheel: Path, python: str, machine: str, cache_root: Path) -> list[Path]:
     constraints = pins()
+    memo = (python, machine, str(cache_root.resolve()), constraints, *requirements(app_wheel))
+    if memo in _RESOLVED and all(p.exists() for p in _RESOLVED[memo]):
+        return _RESOLVED[memo]
+    _RESOLVED[memo] = _dependency_wheels(app_wheel, python, machine, cache_root, constraints)
+    return _RESOLVED[memo]
+
+
+def _dependency_wheels(
+    app_wheel: Path, python: str, machine: str, cache_root: Path, constraints: str
+) -> list[Path]:
     key = hashlib.sha256(f"{python}-{machine}\n{constraints}".encode()).hexdigest()[:16]
     cache = cache_root / f"wheels-{python}-{machine}-{key}"
     cache.mkdir(parents=True, exist_ok=True)

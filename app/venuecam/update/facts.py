@@ -35,6 +35,7 @@ def summary(
         "pending": None,
         "last": state.get("last"),
         "history": (state.get("history") or [])[:HISTORY_SHOWN],
+        "poll": state.get("poll"),  # pull mode: the last look at the channel and what it said
         "attention": [],
     }
     op = state.get("op")
