@@ -8,7 +8,7 @@ BUILD    := build
 # What the tests and the demo need from Debian. Installed once (stamp), only as root.
 APT_RUN  := ffmpeg sqlite3 curl
 APT_TEST := $(APT_RUN) iproute2 iptables ethtool shellcheck openssh-server openssh-client \
-            rclone mmdebstrap qemu-user-static qemu-system-arm qemu-utils binfmt-support \
+            rclone mmdebstrap qemu-user-static qemu-system-arm qemu-utils binfmt-support device-tree-compiler \
             dosfstools mtools e2fsprogs fdisk bmap-tools xz-utils zstd cpio arch-test faketime gcc libc6-dev
 # QEMU >= 9 has the emulated Raspberry Pi 4 (raspi4b): from bookworm-backports on Debian 12.
 APT_BACKPORTS := qemu-system-arm qemu-system-data qemu-utils

@@ -7,13 +7,14 @@ model's sections name from the FAT partition, and cmdline.txt as written. The ca
 copy of the image grown to a power-of-two size (QEMU's SD model wants one) on `-drive if=sd`.
 No virtio anywhere.
 
-The channel, decided once: the serial console, on both machines. The test adds
+The channels: the serial console on both machines, and on the Pi 3 ssh too. The test adds
 `systemd.debug_shell=<console>` (a root shell on that UART, in place of its login prompt) to
 the command line. QEMU has neither the Pi 4's Ethernet (GENET) nor its PCIe/xHCI USB; on the
-Pi 3, QEMU's USB network device (`usb-net` on the emulated DWC2 host) enumerates as eth0
-(cdc_ether) but no DHCP lease came back through it in our boots (NetworkManager fell back to
-a link-local address), so ssh over it is kept as an option (`VENUECAM_QEMU_SSH=1`), not the
-default. The one other addition keeps the watchdog driver out (QEMU's watchdog resets at once).
+Pi 3, QEMU's USB network device (`usb-net` on the emulated DWC2 host) is eth0 (cdc_ether),
+given DHCP by the test (see fixtures_image._wired_dhcp for why it must ask), with QEMU's
+user network forwarding ssh in and the simulator and S3 server out. The one other addition keeps the watchdog driver out (QEMU's watchdog resets at once).
+Under raspi4b the device tree handed to QEMU is the card's with the HDMI block disabled and
+the SD host's regulators dropped (`qemu_ready_dtb`: what QEMU does not emulate).
 
 `PiBox.run()` is the one way tests talk to a box (ssh where there is a network, else the
 serial shell); a booted box is meant to be shared by many checks (see conftest.py).
@@ -47,6 +48,43 @@ SERIAL_EXTRAS = (
     "systemd.show_status=false systemd.debug_shell={tty} systemd.mask=serial-getty@{tty}.service"
     " modprobe.blacklist=bcm2835_wdt"
 )
+
+
+# Where QEMU's raspi4b puts the SD card: on the Arasan SDHCI (the node a real Pi 4 uses for
+# its Wi-Fi over SDIO), not on EMMC2. The same driver (sdhci-iproc) serves both.
+PI4_QEMU_SD_HOST = "/soc/mmc@7e300000"
+
+
+def qemu_ready_dtb(dtb: Path, machine: str) -> list[str]:
+    """Adapt this copy of the card's device tree to what QEMU's machine emulates; what changed.
+
+    QEMU's raspi4b leaves the Pi 4's HDMI block unmapped (the nodes at 0x7ef0xxxx: its clock,
+    its L2 interrupt controller, both HDMI ports and their DDC I2C buses) and their drivers
+    take a synchronous external abort at probe: a panic before the console comes up. So they
+    are disabled, as QEMU itself disables PCIe, GENET, RNG and thermal. And QEMU attaches the
+    card to the Arasan host, which the Pi 4's tree describes as the Wi-Fi's: its power
+    sequence waits on the firmware's GPIO expander (a mailbox QEMU does not answer) forever,
+    so it becomes a plain removable-card host. The card's own DTB is untouched: on a real Pi
+    all of it exists and the card is on EMMC2.
+    """
+    if machine != "raspi4b":
+        return []
+    nodes = subprocess.run(["fdtget", "-l", str(dtb), "/soc"], capture_output=True, text=True, check=True)
+    changed = [f"{n} disabled" for n in nodes.stdout.split() if n.split("@")[-1].startswith("7ef")]
+    for node in changed:
+        fdtput(dtb, "-ts", f"/soc/{node.split()[0]}", "status", "disabled")
+    for prop in ("mmc-pwrseq", "non-removable"):
+        fdtput(dtb, "-d", PI4_QEMU_SD_HOST, prop)
+        changed.append(f"{PI4_QEMU_SD_HOST}:{prop} deleted")
+    fdtput(dtb, "-ts", f"{PI4_QEMU_SD_HOST}/wifi@1", "status", "disabled")
+    changed.append(f"{PI4_QEMU_SD_HOST}/wifi@1 disabled")
+    return changed
+
+
+def fdtput(dtb: Path, option: str, node: str, prop: str, *value: str) -> None:
+    """`fdtput OPTION DTB NODE PROP [VALUE]`: -t s to set a string, -d to delete a property."""
+    opts = ["-t", "s"] if option == "-ts" else [option]
+    subprocess.run(["fdtput", *opts, str(dtb), node, prop, *value], check=True)
 
 
 def qemu_version() -> tuple[int, int]:
@@ -179,6 +217,12 @@ class SerialShell:
 
     def close(self) -> None:
         if self._sock:
+            # shutdown() first: close() alone leaves the reader thread's recv() holding the
+            # socket open, and QEMU would not take the next client.
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._sock.close()
 
 
@@ -189,8 +233,8 @@ class PiBox:
         self.machine = machine
         self.model, self.memory = MACHINES[machine]
         self.disk, self.work, self.key, self.guestfwd = disk, work, key, guestfwd
-        # ssh over QEMU's usb-net only when asked (see the module's docstring).
-        self.network = machine == "raspi3b" and os.environ.get("VENUECAM_QEMU_SSH") == "1"
+        # ssh once the test has the box on QEMU's usb-net (see fixtures_image._wired_dhcp).
+        self.network = False
         self.ssh_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
@@ -206,6 +250,7 @@ class PiBox:
         from conftest import free_port
 
         self.files = boot_files(self.disk, self.model, self.work)
+        self.dtb_changes = qemu_ready_dtb(self.files.dtb, self.machine)
         consoles = re.findall(r"console=(tty[A-Z]+\d+)", self.files.cmdline)
         self.console_tty = consoles[0] if consoles else "ttyS1"
         cmdline = self.files.cmdline + " " + SERIAL_EXTRAS.format(tty=self.console_tty)

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from venuecam.clips import tsinfo
+from venuecam.media import tsinfo
 from venuecam.media.probe import probe
 from venuecam.models import Segment
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from venuecam.clips import tsinfo
 from venuecam.clips.assemble import (
     assemble_mp4,
     build_runs,
@@ -26,6 +25,7 @@ from venuecam.clips.assemble import (
 from venuecam.clips.plan import plan_clip
 from venuecam.clips.service import cut_video
 from venuecam.errors import BadInputError, ClipError
+from venuecam.media import tsinfo
 from venuecam.media.probe import probe
 from venuecam.models import Segment, Video, VideoStatus
 

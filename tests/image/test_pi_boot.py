@@ -10,11 +10,15 @@ segments, the LEDs are driven on the SoC's real GPIO lines, the hardware watchdo
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import re
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import requests
 
 import qemu_pi
 from conftest import API_TOKEN, S3_SECRET
@@ -30,6 +34,11 @@ DEBUG_GPIO = (
     "mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug; cat /sys/kernel/debug/gpio"
 )
 LED_PINS = {"online": 17, "backlog": 27, "fault": 22}
+VENUE_TZ = ZoneInfo("Asia/Jakarta")  # the box's timezone in fixtures_image.box_toml
+
+
+def local(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, VENUE_TZ)
 
 
 def led_lines(box: qemu_pi.PiBox) -> dict[int, str]:
@@ -58,7 +67,13 @@ def test_booted_from_its_own_boot_files(box: qemu_pi.PiBox) -> None:
     assert "rw" in root[1].split(",")
     # No virtio anywhere: the SD card is on the Pi's own host controller.
     assert box.out("ls /sys/bus/virtio/devices 2>/dev/null | wc -l").strip() == "0"
-    assert box.out("systemctl is-system-running || true").strip() in ("running", "degraded")
+    # Boot finished: no job left (a unit still starting minutes in is a fault of its own).
+    state = box.wait_until(
+        "boot to finish",
+        's=$(systemctl is-system-running); echo "$s"; test "$s" != starting && test "$s" != initializing',
+        timeout=600,
+    )
+    assert state.strip() in ("running", "degraded"), box.out("systemctl list-jobs --no-pager")
     failed = box.out("systemctl --failed --no-legend --plain | awk '{print $1}'").split()
     assert not failed, f"failed units on {box.machine}: {failed}"
 
@@ -81,13 +96,9 @@ def test_first_boot_applied_the_config_and_scrubbed_the_card(box: qemu_pi.PiBox)
     assert "overwrote and removed /boot/firmware/venuecam.toml" in journal
     for secret in (API_TOKEN, S3_SECRET, WIFI_PSK):
         assert secret not in applied and secret not in journal
-    # Not a byte of the secrets left anywhere on the FAT partition: as the guest reads its
-    # block device, and as the card's own bytes read here once the guest synced them.
-    dev = box.out("findmnt -no SOURCE /boot/firmware").strip()
+    # Not a byte of the secrets left anywhere on the FAT partition: the card's own bytes, read
+    # here once the guest synced them (reading 256 MiB inside the emulated Pi takes minutes).
     box.out("sync")
-    for secret in (API_TOKEN, S3_SECRET, WIFI_PSK):
-        found = box.run(f"grep -c -a -F '{secret}' {dev}")[1].strip()
-        assert found == "0", f"{secret[:4]}... still on {dev}"
     part = qemu_pi.partitions(box.disk)[0]
     with box.disk.open("rb") as f:
         f.seek(int(part["start"]) * 512)  # type: ignore[call-overload]
@@ -153,27 +164,69 @@ def test_watchdogs_are_set_and_the_stack_pings_systemd(box: qemu_pi.PiBox) -> No
 
 
 def test_installer_hardware_check_runs_on_the_box(box: qemu_pi.PiBox) -> None:
-    status, out = box.run("venuecam-hw-check", timeout=600)
+    # QEMU's SD card writes ~1.4 MB/s: the floor a real card must beat (2 MB/s) is lowered.
+    status, out = box.run("VENUECAM_HW_MIN_SD_MB_S=0.5 venuecam-hw-check", timeout=600)
     print(f"\n{box.machine} venuecam-hw-check:\n{out[-1500:]}")
     assert status == 0, out[-3000:]
     assert "passed" in out
 
 
-def test_online_led_follows_the_link_on_the_pi3(pi3_box: qemu_pi.PiBox) -> None:
-    """The watchdog probes the box's own sshd over loopback: taking that link down is a cut
-    the box sees (no route), and the online LED's GPIO line must follow it, off then on."""
+def test_a_booking_is_recorded_cut_uploaded_and_notified_on_the_pi3(
+    pi3_box: qemu_pi.PiBox, services: dict[str, object]
+) -> None:
+    """The product's flow on the Pi: a booking on the platform, synced over the box's network,
+    recorded, cut by stream copy, uploaded to S3 and notified, the object's bytes checked."""
+    box, sim_url, s3 = pi3_box, str(services["sim_url"]), services["s3"]
+    start = int(time.time()) + 20
+    end = start + 16
+    date = local(start).date().isoformat()
+    booking = {
+        "booking_id": "BK-PI-1", "order_detail_id": 789, "field_id": 1, "field_name": "Lapangan A",
+        "date": date, "start_time": local(start).strftime("%H:%M:%S"),
+        "end_time": local(end).strftime("%H:%M:%S"), "status": "success",
+        "user_name": "John Doe", "user_phone": "081234567890",
+    }  # fmt: skip
+    requests.post(
+        f"{sim_url}/_sim/bookings", json={"bookings": [booking], "date": date}, timeout=10
+    ).raise_for_status()
+    uid = "BK-PI-1-CAM_A-full"
+
+    def delivered() -> list[dict[str, object]]:
+        notes = requests.get(f"{sim_url}/_sim/notifications", timeout=10).json()["notifications"]
+        return [n["payload"] for n in notes if n["payload"].get("unique_id") == uid]
+
+    deadline = time.monotonic() + 900
+    while not delivered():
+        assert time.monotonic() < deadline, box.out("venuecam status; tail -20 /var/log/venuecam/worker.log")
+        time.sleep(5)
+    record(raspi3b_booking_end_to_notified_s=round(time.time() - end, 1))
+    note = delivered()[0]
+    client = s3.client()  # type: ignore[attr-defined]
+    key = f"42/1/{date}/BK-PI-1/CAM_A/{uid}.mp4"
+    body = client.get_object(Bucket="venue-videos", Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == note["sha256"] and len(body) == note["size_bytes"]
+    assert abs(float(note["duration_seconds"]) - (end - start)) <= 4.5  # a segment of slack
+
+
+def test_online_led_follows_the_network_cable_on_the_pi3(pi3_box: qemu_pi.PiBox) -> None:
+    """The watchdog probes the simulator through the box's network: QEMU's monitor pulls the
+    cable (`set_link n0 off`), the online LED's GPIO line must go off, then on again with it."""
     box = pi3_box
     on = DEBUG_GPIO + " | grep -E 'GPIO17 +[|]venuecam +[)] out hi'"
     off = DEBUG_GPIO + " | grep -E 'GPIO17 +[|]venuecam +[)] out lo'"
     box.wait_until("ONLINE (online LED on)", on, timeout=300)
     t0 = time.monotonic()
-    box.out("ip link set lo down")
+    box.monitor("set_link n0 off")
     try:
-        box.wait_until("the online LED off", off, timeout=300)
-        record(raspi3b_link_cut_to_led_off_s=round(time.monotonic() - t0, 1))
+        box.wait_until("the online LED off", off, timeout=300, via="serial")
+        record(raspi3b_cable_pulled_to_led_off_s=round(time.monotonic() - t0, 1))
+        assert "OFFLINE" in box.run("venuecam status", via="serial")[1]
     finally:
-        box.out("ip link set lo up")
-    box.wait_until("the online LED back on", on, timeout=300)
+        box.monitor("set_link n0 on")
+    t1 = time.monotonic()
+    box.wait_until("the online LED back on", on, timeout=300, via="serial")
+    record(raspi3b_cable_back_to_led_on_s=round(time.monotonic() - t1, 1))
+    box.wait_until("ssh back", "true", timeout=300, via="ssh")
     assert "ONLINE" in box.out("venuecam status")
 
 

@@ -1,12 +1,18 @@
-"""Finished segments: validate (ffprobe), file under their start time, index in the `segments` table.
+"""Finished segments: validate, file under their start time, index in the `segments` table.
 
 A segment is first written by ffmpeg into a per-run directory
 (`<segments_dir>/<camera>/.runs/<run id>/000042.ts`). Once the segment list says it is
-closed, it is probed, fsynced, renamed to `<segments_dir>/<camera>/<YYYY-MM-DD>/<start>Z.ts`
+closed, it is validated, fsynced, renamed to `<segments_dir>/<camera>/<YYYY-MM-DD>/<start>Z.ts`
 and then indexed. Rename before insert: a crash in between leaves a named, unindexed file,
 which `recover()` indexes at the next start; the reverse order could leave a row whose file
 does not exist. What a crash or power cut leaves in a run directory (closed segments not yet
 filed, the one being written) is recovered the same way, or deleted if unusable.
+
+Validation: the first segment of a run is ffprobed; the rest of that run are checked
+against it cheaply (`validate_like`): one ffmpeg process writes one stream, so codec and
+size cannot change within a run, and ffmpeg's own segment list says how long each one is.
+An ffprobe costs ~0.1 s of a PC's CPU and whole seconds of a Pi's; per segment, on a slow
+box, it was slower than recording (the backlog of unfiled segments grew without end).
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from venuecam import logs, wallclock
 from venuecam.errors import BadInputError
+from venuecam.media import tsinfo
 from venuecam.media.probe import Probe, probe
 
 from .command import LIST_NAME
@@ -37,6 +44,7 @@ class Filed:
     start_ts: float
     end_ts: float
     bytes: int
+    info: Probe
 
 
 def validate(path: Path, segment_seconds: int) -> Probe:
@@ -47,6 +55,21 @@ def validate(path: Path, segment_seconds: int) -> Probe:
             f"{path}: duration {info.duration:.3f}s is outside (0, {2 * segment_seconds + 2})s"
         )
     return info
+
+
+def validate_like(path: Path, like: Probe, duration: float, segment_seconds: int) -> Probe:
+    """A later segment of the run whose first segment probed as `like`: BadInputError unless
+    it is a TS file with a readable video timestamp and a sane listed duration. No ffprobe."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise BadInputError(f"{path}: cannot read: {e.strerror}") from None
+    pts = tsinfo.first_video_pts(path) if size else None
+    if pts is None:
+        raise BadInputError(f"{path}: no video timestamp in its first packets (not a whole TS segment)")
+    if not duration_is_sane(duration, segment_seconds):
+        raise BadInputError(f"{path}: duration {duration:.3f}s is outside (0, {2 * segment_seconds + 2})s")
+    return replace(like, duration=duration, start_time=pts / tsinfo.PTS_HZ, bytes=size)
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -74,12 +97,17 @@ def file_segment(
     start_ts: float,
     end_ts: float,
     segment_seconds: int,
+    like: Probe | None = None,
     timing: Timing | None = None,
 ) -> Filed | None:
-    """Validate `src`, move it to its place in the layout, index it. None (and a log line) if
-    the segment is unusable; it is then deleted so it is never picked up again."""
+    """Validate `src` (against `like`, the run's first segment, when given), move it to its
+    place in the layout, index it. None (and a log line) if the segment is unusable; it is
+    then deleted so it is never picked up again."""
     try:
-        info = validate(src, segment_seconds)
+        if like is None:
+            info = validate(src, segment_seconds)
+        else:
+            info = validate_like(src, like, end_ts - start_ts, segment_seconds)
     except BadInputError as e:
         log.warning("%s camera %s: skipping unusable segment: %s", logs.CAPTURE, camera, e)
         src.unlink(missing_ok=True)
@@ -90,7 +118,7 @@ def file_segment(
     os.replace(src, dest)
     _fsync_path(dest.parent, directory=True)
     index.insert(camera, dest, start_ts, end_ts, info, timing)
-    return Filed(dest, start_ts, end_ts, info.bytes)
+    return Filed(dest, start_ts, end_ts, info.bytes, info)
 
 
 def _recovered_timing() -> Timing:
@@ -177,7 +205,7 @@ def recover_run(
                 src.unlink(missing_ok=True)
                 continue
         if file_segment(
-            index, segments_dir, camera, src, start_ts, end_ts, segment_seconds, _recovered_timing()
+            index, segments_dir, camera, src, start_ts, end_ts, segment_seconds, timing=_recovered_timing()
         ):
             count += 1
             log.info("%s camera %s: recovered segment %s from an interrupted run", logs.CAPTURE, camera, name)

@@ -23,6 +23,7 @@ from pathlib import Path
 from venuecam import logs, shared_state, wallclock
 from venuecam.config import CameraConfig, mask_url
 from venuecam.errors import CaptureError
+from venuecam.media.probe import Probe
 from venuecam.media.runner import CommandError, popen, run
 
 from . import indexer, probe
@@ -88,6 +89,8 @@ class Recorder:
         # Closed segments waiting to be filed: (when the list named them, the entry).
         self._pending: deque[tuple[float, ListEntry]] = deque()
         self._anchor_warned = False
+        # The run's first segment as ffprobe saw it: the rest of the run are checked against it.
+        self._run_info: Probe | None = None
 
     # ------------------------------------------------------------ called from signal handlers
 
@@ -149,6 +152,7 @@ class Recorder:
         picam = PicameraSource(self.cam, self.picamera_api) if self.kind is SourceKind.PICAMERA2 else None
         stdin = subprocess.PIPE if picam else subprocess.DEVNULL
         proc = popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._run_info = None
         started = self.mono()
         anchor = AnchorEstimator(fallback=started)
         self._save_anchor(run_dir, anchor)
@@ -292,10 +296,11 @@ class Recorder:
         timing = Timing(zero + entry.start, self.boot_id, self.trusted(now_wall))
         filed = indexer.file_segment(
             self.index, self.segments_dir, self.cam.name, run_dir / entry.filename, start_ts, end_ts,
-            self.cam.segment_seconds, timing,
+            self.cam.segment_seconds, like=self._run_info, timing=timing,
         )  # fmt: skip
         if filed is None:
             return
+        self._run_info = self._run_info or filed.info
         self._segments_indexed += 1
         level = logging.INFO if self._segments_indexed == 1 else logging.DEBUG
         log.log(

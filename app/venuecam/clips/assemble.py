@@ -25,9 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from venuecam.clips import files, tsinfo
+from venuecam.clips import files
 from venuecam.clips.plan import ClipItem, ClipPlan
 from venuecam.errors import NO_SPACE_TEXT, BadInputError, ClipError, DiskFullError
+from venuecam.media import tsinfo
 from venuecam.media.probe import probe
 from venuecam.media.runner import CommandError, run
 

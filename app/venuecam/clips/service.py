@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from venuecam import logs, videos
-from venuecam.clips import assemble, tsinfo
+from venuecam.clips import assemble
 from venuecam.clips.plan import ClipPlan, plan_clip, select_consistent
 from venuecam.config import Config
 from venuecam.errors import BadInputError, ClipError, DiskFullError
+from venuecam.media import tsinfo
 from venuecam.media.probe import probe
 from venuecam.models import Segment, Video, VideoStatus
 

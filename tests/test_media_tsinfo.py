@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from venuecam.clips import tsinfo
+from venuecam.media import tsinfo
 
 
 def ts_packet(payload: bytes, pusi: bool = True, pid: int = 0x100) -> bytes:
