@@ -133,7 +133,11 @@ def _look(
                     to_naive_utc(now.wall - elapsed - MARGIN_S),
                     to_naive_utc(now.wall + MARGIN_S),
                 )
-                rebased = ledger.rebase(delta, written_since)
+                # The re-base and the new baseline in one commit: a crash between the two
+                # would see the same jump again at restart and move every row twice.
+                with PendingTask._meta.database.atomic():
+                    rebased = ledger.rebase(delta, written_since)
+                    _persist(now, trusted, delta)
                 log.warning(
                     "%s The wall clock jumped by %+.1f s (now %s UTC); %d task(s) keep their waits "
                     "and their age", logs.QUEUE, delta, to_naive_utc(now.wall).replace(microsecond=0), rebased,
