@@ -298,14 +298,17 @@ def _wired_dhcp(box: qemu_pi.PiBox) -> None:
     NetworkManager's default wired connection gets 169.254/16 and no lease. A Pi 3's own
     Ethernet (smsc95xx, 0424:ec00) is not in that list and gets DHCP from the default.
     """
-    box.run(
-        "nmcli -w 120 connection add type ethernet con-name qemu-usb-net ifname eth0 ipv4.method auto"
-        " ipv6.method disabled >/dev/null && nmcli -w 120 connection up qemu-usb-net",
-        timeout=240, via="serial",
+    box.wait_until(
+        "NetworkManager to take the wired connection",
+        "nmcli -t -f NAME connection show | grep -qx qemu-usb-net || nmcli -w 60 connection add type ethernet"
+        " con-name qemu-usb-net ifname eth0 ipv4.method auto ipv6.method disabled",
+        timeout=300, via="serial",
     )  # fmt: skip
     box.wait_until(
-        "a DHCP lease on eth0", "ip -4 -br addr show eth0 | grep -q 10.0.2.", timeout=300, via="serial"
-    )
+        "a DHCP lease on eth0",
+        "ip -4 -br addr show eth0 | grep -q 10.0.2. || { nmcli -w 60 connection up qemu-usb-net; false; }",
+        timeout=300, via="serial",
+    )  # fmt: skip
 
 
 def _boot(machine: str, image: Path, tmp: Path, guestfwd: list[str], online_target: str) -> qemu_pi.PiBox:
@@ -329,13 +332,13 @@ def _boot(machine: str, image: Path, tmp: Path, guestfwd: list[str], online_targ
         box.mark("boot_to_serial_shell_s")
         # No RTC and no NTP in here: give the box the host's time, as timesyncd would.
         box.run(f"date -u -s @{int(time.time())} >/dev/null", via="serial")
+        box.wait_until("multi-user.target", "systemctl is-active multi-user.target", timeout=600)
+        box.mark("boot_to_multi_user_s")
         if machine == "raspi3b":
             _wired_dhcp(box)
             box.wait_until("ssh", "true", timeout=600, via="ssh")
             box.network = True
             box.mark("boot_to_ssh_s")
-        box.wait_until("multi-user.target", "systemctl is-active multi-user.target", timeout=600)
-        box.mark("boot_to_multi_user_s")
     except BaseException:
         box.stop()
         raise
