@@ -9,7 +9,8 @@ BUILD    := build
 APT_RUN  := ffmpeg sqlite3 curl
 APT_TEST := $(APT_RUN) iproute2 iptables ethtool shellcheck openssh-server openssh-client \
             rclone mmdebstrap qemu-user-static qemu-system-arm qemu-utils binfmt-support device-tree-compiler \
-            dosfstools mtools e2fsprogs fdisk bmap-tools xz-utils zstd cpio arch-test chromium
+            dosfstools mtools e2fsprogs fdisk bmap-tools xz-utils zstd cpio arch-test chromium \
+            faketime gcc libc6-dev
 # QEMU >= 9 has the emulated Raspberry Pi 4 (raspi4b): from bookworm-backports on Debian 12.
 APT_BACKPORTS := qemu-system-arm qemu-system-data qemu-utils
 

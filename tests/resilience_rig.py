@@ -76,9 +76,11 @@ class Stack:
     """`venuecam supervise` with a generated config; `prefix` runs it in a namespace."""
 
     def __init__(self, tmp: Path, storage_endpoint: str, platform_url: str,
-                 prefix: Sequence[str] = (), **over: dict[str, Any]) -> None:  # fmt: skip
+                 prefix: Sequence[str] = (), env: dict[str, str] | None = None,
+                 **over: dict[str, Any]) -> None:  # fmt: skip
         self.tmp = tmp
         self.prefix = list(prefix)
+        self.env = dict(env or {})  # added to the stack's environment (libfaketime, the clock seam)
         sections = {
             "device": {"log_dir": str(tmp / "logs")},
             "booking_api": {"base_url": platform_url, "sync_interval_s": 60, "timeout_s": 3.0},
@@ -115,7 +117,7 @@ class Stack:
         self.proc = subprocess.Popen(
             [*self.prefix, sys.executable, "-m", "venuecam", "--config", str(self.path), "supervise"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"},
+            env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock", **self.env},
         )  # fmt: skip
         log.close()
         if wait:

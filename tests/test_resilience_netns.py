@@ -13,6 +13,7 @@ schedules are [1, 2, 3] s here) still ends in delivery.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import textwrap
@@ -179,6 +180,52 @@ def test_link_cut_mid_multipart(stack: Stack, netpair: NetPair, cloud: Cloud) ->
     # which starts once the first has at most NOTSENT_LOWAT_BYTES left unsent (the overlap
     # that keeps the link full). Both are sent again: at most one part plus that head.
     assert cloud.proxy.stats()["resent_bytes"] <= PART + NOTSENT_LOWAT_BYTES
+
+
+def test_link_cut_while_the_upload_is_still_connecting(
+    tmp_path: Path, netpair: NetPair, cloud: Cloud
+) -> None:
+    """The link dies while the upload's connection is still in connect(), its SYN unanswered:
+    when the link is back, that socket is dropped like an established one and the request
+    goes again at once, rather than at TCP's next SYN retry (1, 3, 7 s after the first).
+
+    Blackholed, so no local error ends the connect (a link taken down fails it at once: the
+    attempt is released as offline and the reconnect wake sends it again). The store's port
+    stays blocked until the link is seen back, so the socket is certainly still connecting
+    then; the watchdog probes the platform only, so it can see the link back meanwhile."""
+    sim_port = cloud.sim.url.rsplit(":", 1)[1]
+    stack = Stack(tmp_path, cloud.proxy.endpoint, cloud.sim.url, prefix=["ip", "netns", "exec", netpair.device],
+                  connectivity={"tcp_targets": [f"{netpair.cloud_addr}:{sim_port}"],
+                                "probe_service_hosts": False})  # fmt: skip
+    try:
+        stack.start()
+        wait_until("the watchdog says ONLINE", lambda: connectivity(stack) == "ONLINE", 30)
+        port = int(cloud.proxy.endpoint.rsplit(":", 1)[1])
+        netpair.block_port(port)  # the store's SYNs go unanswered: connect() waits
+        clips = [stack.make_clip("BK-CONNECT-1", 2 * MIB)]
+        stack.dispatch()
+
+        def connecting() -> bool:
+            out = netpair.run(["ss", "-Htn", "state", "syn-sent", f"( dport = :{port} )"]).stdout
+            return bool(out.strip())
+
+        def dropped() -> list[int]:
+            pattern = r"Link is back \(generation \d+\): (\d+) stalled"
+            return [int(n) for n in re.findall(pattern, stack.log("worker"))]
+
+        wait_until("the upload's connection in connect()", connecting, 20, 0.1)
+        netpair.blackhole(True)
+        wait_until("the watchdog says OFFLINE", lambda: connectivity(stack) == "OFFLINE", 30)
+        assert connecting()  # within the 10 s connect timeout
+        netpair.blackhole(False)
+        wait_until("the link seen back by the upload", dropped, 20, 0.1)
+        assert dropped()[0] >= 1, stack.log("worker")[-3000:]  # the connecting socket was known
+        netpair.block_port(port, on=False)
+        finish(stack, cloud, clips)
+        never_failed(stack)
+    finally:
+        stack.stop()
+        stack.close_db()
 
 
 def test_link_cut_after_upload_before_notification(stack: Stack, netpair: NetPair, cloud: Cloud) -> None:

@@ -51,7 +51,7 @@ def test_queue_status_has_seed_000_and_004_shape_and_the_box_facts(status_box: S
     (cam,) = data["cameras"]
     assert cam["name"] == "CAMERA_A" and cam["recording"] is True
     assert {"free_bytes", "total_bytes", "free_percent", "nearly_full"} <= set(data["disk"])
-    assert set(data["clock"]) == {"synchronized", "source", "clock_set", "now"}
+    assert set(data["clock"]) == {"synchronized", "source", "clock_set", "now", "reason"}
     assert data["programs"]["available"] is True
     assert [(p["name"], p["state"]) for p in data["programs"]["programs"]] == [("statusd", "RUNNING")]
     assert data["needs_attention"] == ["1 task(s) failed: `venuecam queue retry` re-drives them"]

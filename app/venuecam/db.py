@@ -57,9 +57,17 @@ def _m2_videos_revision(db: SqliteDatabase) -> None:
     )
 
 
-SCHEMA_VERSION = 2
+def _m3_segments_clock(db: SqliteDatabase) -> None:
+    """Wall-clock trust: a segment filed before time synced is re-timed once it does."""
+    _add_columns(
+        db, "segments",
+        [("mono_start", "REAL"), ("boot_id", "VARCHAR(255)"), ("clock_ok", "INTEGER NOT NULL DEFAULT 1")],
+    )  # fmt: skip
+
+
+SCHEMA_VERSION = 3
 # version -> the step that brings version - 1 to it. Steps are never edited once released.
-MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {2: _m2_videos_revision}
+MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {2: _m2_videos_revision, 3: _m3_segments_clock}
 
 
 class SchemaError(VenuecamError):

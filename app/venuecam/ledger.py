@@ -405,6 +405,37 @@ def purge_completed(older_than_days: float, now: dt.datetime | None = None) -> i
         )
 
 
+# The times `rebase` moves: every one the ledger compares with "now".
+TIME_COLUMNS = ("next_retry_at", "created_at", "updated_at", "started_at", "heartbeat_at", "dispatched_at",
+                "finished_at")  # fmt: skip
+
+
+def rebase(delta_s: float, new_clock: tuple[dt.datetime, dt.datetime]) -> int:
+    """The wall clock jumped by `delta_s` (worker/clockwatch.py saw `wall - monotonic` move):
+    move the times of every row not completed by the same amount, so a retry still waits
+    what it had left and expiry still counts real waiting (a forward jump of a week must not
+    expire every upload; a backward one must not stall retries). Rows last written within
+    `new_clock` (since the jump, by its new clock) are left as they are. Returns rows moved."""
+    delta = dt.timedelta(seconds=delta_s)
+    since, until = new_clock
+    moved = 0
+    with _db().atomic():
+        rows = list(
+            PendingTask.select().where(
+                (PendingTask.status != TaskStatus.COMPLETED)
+                & ((PendingTask.updated_at < since) | (PendingTask.updated_at > until))
+            )
+        )
+        for row in rows:
+            fields = {
+                getattr(PendingTask, c): getattr(row, c) + delta
+                for c in TIME_COLUMNS
+                if isinstance(getattr(row, c), dt.datetime)
+            }
+            moved += PendingTask.update(fields).where(PendingTask.id == row.id).execute()
+    return moved
+
+
 def counts() -> dict[tuple[str, str], int]:
     """(task_type, status) -> count, from the ledger (the truth for every status display)."""
     q = PendingTask.select(

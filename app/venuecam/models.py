@@ -69,6 +69,12 @@ class Segment(BaseModel):
     width = IntegerField(default=0)
     height = IntegerField(default=0)
     created_at = DateTimeField(default=utcnow)
+    # Wall-clock trust (venuecam.wallclock): a segment filed before time synced has
+    # clock_ok 0 and its start as a monotonic instant of boot `boot_id`, so the worker can
+    # re-time it once the clock is set (worker/clockwatch.py). Clips never use clock_ok 0.
+    mono_start = FloatField(null=True)
+    boot_id = CharField(null=True)
+    clock_ok = IntegerField(default=1)
 
     class Meta:
         table_name = "segments"

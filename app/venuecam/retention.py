@@ -64,9 +64,15 @@ def _remove(path: str) -> int:
         return 0
 
 
-def enforce(cfg: Config, now_ts: float, free_pct: Callable[[str], float] = free_percent) -> Outcome:
+def enforce(
+    cfg: Config, now_ts: float, free_pct: Callable[[str], float] = free_percent, clock_trusted: bool = True
+) -> Outcome:
     """Remove old segments (past `segment_days`), then, while space is short, the oldest
-    unneeded segments and the clips already safe in the bucket."""
+    unneeded segments and the clips already safe in the bucket.
+
+    Age is only judged by a trusted clock, and only for segments whose own times were
+    trusted (`clock_ok`): a clock jumping from 1970 to now would otherwise make every
+    segment recorded before the sync "56 years old". Space is freed whatever the clock says."""
     data_dir = str(cfg.data_dir)
     spans = protected_spans(cfg)
     removed = clips = freed = 0
@@ -79,7 +85,8 @@ def enforce(cfg: Config, now_ts: float, free_pct: Callable[[str], float] = free_
             seg.delete_instance()
         removed += 1
 
-    for seg in Segment.select().where(Segment.end_ts < cutoff).order_by(Segment.start_ts):
+    aged = Segment.select().where((Segment.end_ts < cutoff) & (Segment.clock_ok == 1))
+    for seg in aged.order_by(Segment.start_ts) if clock_trusted else []:
         if not _needed(seg, spans):
             drop(seg)
 

@@ -13,6 +13,7 @@ refused, so two modules cannot quietly share or clash on a name.
 | `platform_auth`    | worker                | whether the platform accepts our token (401/403) |
 | `queue_warning`    | worker (reconciler)   | waiting work over queue.max_queue_size           |
 | `queue_expired`    | worker (reconciler)   | how much waiting work passed the expiration      |
+| `clock`            | worker (clockwatch)   | wall - monotonic of this boot, and trust, as last seen |
 | `capture:<camera>` | that camera's capture | the encoder recording it (`capture_key`)         |
 
 No peewee at import time: the capture programs import this module too. The peewee side
@@ -33,7 +34,8 @@ LEDS = "leds"
 PLATFORM_AUTH = "platform_auth"
 QUEUE_WARNING = "queue_warning"
 QUEUE_EXPIRED = "queue_expired"
-KEYS = frozenset({CONNECTIVITY, LEDS, PLATFORM_AUTH, QUEUE_WARNING, QUEUE_EXPIRED})
+CLOCK = "clock"
+KEYS = frozenset({CONNECTIVITY, LEDS, PLATFORM_AUTH, QUEUE_WARNING, QUEUE_EXPIRED, CLOCK})
 CAPTURE_PREFIX = "capture:"
 
 SQL_READ = f"SELECT value FROM {TABLE} WHERE key = ?"

@@ -23,13 +23,13 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from venuecam import logs
+from venuecam import logs, wallclock
 from venuecam.errors import BadInputError
 from venuecam.media import tsinfo
 from venuecam.media.probe import Probe, probe
 
 from .command import LIST_NAME
-from .segment_index import SegmentIndex
+from .segment_index import SegmentIndex, Timing
 from .segments import SUFFIX, ListEntry, duration_is_sane, parse_list, parse_segment_name, segment_path
 
 RUNS_DIR = ".runs"
@@ -98,6 +98,7 @@ def file_segment(
     end_ts: float,
     segment_seconds: int,
     like: Probe | None = None,
+    timing: Timing | None = None,
 ) -> Filed | None:
     """Validate `src` (against `like`, the run's first segment, when given), move it to its
     place in the layout, index it. None (and a log line) if the segment is unusable; it is
@@ -116,8 +117,14 @@ def file_segment(
     _fsync_path(src)  # the data is on the card before the name says the segment is done
     os.replace(src, dest)
     _fsync_path(dest.parent, directory=True)
-    index.insert(camera, dest, start_ts, end_ts, info)
+    index.insert(camera, dest, start_ts, end_ts, info, timing)
     return Filed(dest, start_ts, end_ts, info.bytes, info)
+
+
+def _recovered_timing() -> Timing:
+    """Leftovers are timed by a saved wall-clock anchor, not a monotonic one: trusted as far
+    as the clock is now (clock_ok 0 leaves them out of clips; they cannot be re-timed)."""
+    return Timing(None, None, wallclock.trust().trusted)
 
 
 # ---------------------------------------------------------------- recovery after a crash
@@ -197,7 +204,9 @@ def recover_run(
                 log.warning("%s camera %s: deleting unusable leftover segment: %s", logs.CAPTURE, camera, e)
                 src.unlink(missing_ok=True)
                 continue
-        if file_segment(index, segments_dir, camera, src, start_ts, end_ts, segment_seconds):
+        if file_segment(
+            index, segments_dir, camera, src, start_ts, end_ts, segment_seconds, timing=_recovered_timing()
+        ):
             count += 1
             log.info("%s camera %s: recovered segment %s from an interrupted run", logs.CAPTURE, camera, name)
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -223,7 +232,7 @@ def recover_unindexed(index: SegmentIndex, segments_dir: Path, camera: str, segm
             log.warning("%s camera %s: deleting unusable segment: %s", logs.CAPTURE, camera, e)
             path.unlink(missing_ok=True)
             continue
-        index.insert(camera, path, start_ts, start_ts + info.duration, info)
+        index.insert(camera, path, start_ts, start_ts + info.duration, info, _recovered_timing())
         log.info("%s camera %s: indexed leftover segment %s", logs.CAPTURE, camera, path.name)
         count += 1
     return count

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from venuecam import logs, shared_state
+from venuecam import logs, shared_state, wallclock
 from venuecam.config import CameraConfig, mask_url
 from venuecam.errors import CaptureError
 from venuecam.media.probe import Probe
@@ -37,7 +37,7 @@ from .command import (
     source_kind,
 )
 from .picam import PicameraApi, PicameraSource
-from .segment_index import SegmentIndex
+from .segment_index import SegmentIndex, Timing
 from .segments import AnchorEstimator, ListEntry, mono_to_wall, parse_list, parse_progress_line, stall_window
 
 log = logging.getLogger("capture")
@@ -65,6 +65,7 @@ class Recorder:
         ffmpeg: str = "ffmpeg",
         hardware_encoder: Callable[[], bool] = probe.hardware_encoder,
         v4l2_offers_h264: Callable[[str], bool] = probe.v4l2_offers_h264,
+        trusted: Callable[[float], bool] = lambda wall: wallclock.trust(wall).trusted,
     ) -> None:
         self.cam = cam
         self.segments_dir = segments_dir
@@ -75,6 +76,8 @@ class Recorder:
         self.ffmpeg = ffmpeg
         self.hardware_encoder = hardware_encoder
         self.v4l2_offers_h264 = v4l2_offers_h264
+        self.trusted = trusted
+        self.boot_id = wallclock.boot_id()
         self.encoder = ""
         self.kind = source_kind(cam.source)
         self._stop_requested: int | None = None
@@ -289,9 +292,11 @@ class Recorder:
         zero = anchor.anchor()
         start_ts = mono_to_wall(zero + entry.start, now_mono, now_wall)
         end_ts = mono_to_wall(zero + entry.end, now_mono, now_wall)
+        # The monotonic start goes with it, so a segment filed before time synced is re-timed.
+        timing = Timing(zero + entry.start, self.boot_id, self.trusted(now_wall))
         filed = indexer.file_segment(
             self.index, self.segments_dir, self.cam.name, run_dir / entry.filename, start_ts, end_ts,
-            self.cam.segment_seconds, like=self._run_info,
+            self.cam.segment_seconds, like=self._run_info, timing=timing,
         )  # fmt: skip
         if filed is None:
             return

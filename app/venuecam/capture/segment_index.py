@@ -10,6 +10,7 @@ model by tests/test_segment_index.py, so the two cannot drift apart.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -24,8 +25,9 @@ BUSY_TIMEOUT_S = 15.0
 
 INSERT_SQL = (
     f"INSERT OR IGNORE INTO {TABLE} "
-    "(camera, start_ts, end_ts, duration, path, bytes, codec, width, height, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "(camera, start_ts, end_ts, duration, path, bytes, codec, width, height, created_at, "
+    "mono_start, boot_id, clock_ok) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -37,6 +39,16 @@ class SegmentInfo(Protocol):
     codec: str
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A segment's start on the monotonic clock of boot `boot_id`, and whether the wall clock
+    was trusted when it was filed (venuecam.wallclock)."""
+
+    mono_start: float | None
+    boot_id: str | None
+    clock_ok: bool
 
 
 class SegmentIndex:
@@ -73,11 +85,16 @@ class SegmentIndex:
         finally:
             conn.close()
 
-    def insert(self, camera: str, path: Path, start_ts: float, end_ts: float, info: SegmentInfo) -> None:
-        """Index one segment; a path already indexed is left as it is."""
+    def insert(
+        self, camera: str, path: Path, start_ts: float, end_ts: float, info: SegmentInfo,
+        timing: Timing | None = None,
+    ) -> None:  # fmt: skip
+        """Index one segment; a path already indexed is left as it is. `timing`: how far its
+        wall-clock times can be trusted (None: they can, and there is no monotonic start)."""
+        t = timing or Timing(None, None, True)
         values = (
             camera, start_ts, end_ts, info.duration, str(path), info.bytes,
-            info.codec, info.width, info.height, str(utcnow()),
+            info.codec, info.width, info.height, str(utcnow()), t.mono_start, t.boot_id, int(t.clock_ok),
         )  # fmt: skip
         self.conn.execute("BEGIN IMMEDIATE")
         try:

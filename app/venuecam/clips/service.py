@@ -99,7 +99,12 @@ def cut_video(cfg: Config, video: Video, now: dt.datetime | None = None) -> Vide
     start_ts, end_ts = float(video.start_ts), float(video.end_ts)
     rows = list(
         Segment.select()
-        .where((Segment.camera == video.camera) & (Segment.end_ts > start_ts) & (Segment.start_ts < end_ts))
+        .where(
+            (Segment.camera == video.camera)
+            & (Segment.end_ts > start_ts)
+            & (Segment.start_ts < end_ts)
+            & (Segment.clock_ok == 1)  # filed by an unset clock and not re-timed: times unknown
+        )
         .order_by(Segment.start_ts)
     )
     what = f"booking {video.booking_id} {video.unique_id}"

@@ -1,7 +1,9 @@
 """Is the wall clock trustworthy? A Pi has no RTC: until NTP syncs, the year may be 1970.
 
-Sync state comes from `timedatectl` where systemd runs, else from the kernel's own NTP
-status (adjtimex), which needs nothing but libc.
+`clock_set` is `venuecam.wallclock.trust`: the verdict clips, retention and the LEDs
+follow (a plausible year, and timesyncd's flag where timesyncd runs); `reason` says why not.
+`synchronized` is shown beside it from `timedatectl` where systemd runs, else from the
+kernel's own NTP status (adjtimex), which needs nothing but libc.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# A wall clock before this year was never set (the package did not exist before it).
-BUILD_YEAR = 2025
+from venuecam import wallclock
+from venuecam.timeutil import naive_utc_to_ts
+
+BUILD_YEAR = wallclock.BUILD_YEAR
 
 _TIME_ERROR = 5  # adjtimex(): clock not synchronised
 _STA_UNSYNC = 0x0040
@@ -24,8 +28,9 @@ _STA_UNSYNC = 0x0040
 class ClockState:
     synchronized: bool | None  # None: cannot tell
     source: str  # "timedatectl" | "adjtimex" | "unknown"
-    clock_set: bool  # the year is plausible
+    clock_set: bool  # trusted (wallclock.trust): a plausible year, synced where that can be told
     now: str  # the wall clock as the box sees it (ISO 8601 Z)
+    reason: str = ""  # why it is not trusted
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +98,7 @@ def _from_adjtimex() -> bool | None:
 
 
 def clock_is_set(now: dt.datetime) -> bool:
-    return now.year >= BUILD_YEAR
+    return wallclock.trust(naive_utc_to_ts(now)).trusted
 
 
 def read_clock(now: dt.datetime, use_timedatectl: bool = True) -> ClockState:
@@ -104,4 +109,7 @@ def read_clock(now: dt.datetime, use_timedatectl: bool = True) -> ClockState:
         synced, source = _from_adjtimex(), "adjtimex"
     if synced is None:
         source = "unknown"
-    return ClockState(synced, source, clock_is_set(now), now.replace(microsecond=0).isoformat() + "Z")
+    verdict = wallclock.trust(naive_utc_to_ts(now))
+    return ClockState(
+        synced, source, verdict.trusted, now.replace(microsecond=0).isoformat() + "Z", verdict.reason
+    )

@@ -141,7 +141,7 @@ def render(data: dict[str, Any], color: bool = False) -> str:
     c = data.get("clock")
     if c:
         if not c["clock_set"]:
-            text = paint(f"NOT SET ({c['now']})", _RED)
+            text = paint(f"NOT SET ({c['now']}; {c.get('reason') or 'year before build'})", _RED)
         elif c["synchronized"] is None:
             text = "sync unknown"
         else:

@@ -79,7 +79,8 @@ def needs_attention(snapshot: dict[str, Any]) -> list[str]:
         out.append(f"disk nearly full ({d['free_percent']}% free)")
     c = snapshot.get("clock")
     if c and not c["clock_set"]:
-        out.append(f"clock not set ({c['now']})")
+        why = c.get("reason") or "clock not set"
+        out.append(f"{why} ({c['now']}): clips wait; segments are re-timed when it syncs")
     failed = _sum(snapshot["queue"], ("failed",))
     if failed:
         out.append(f"{failed} task(s) failed: `venuecam queue retry` re-drives them")

@@ -8,16 +8,43 @@ resume after a link cut at TCP's own pace.
 
 - `install_socket_options`: our per-socket TCP settings (`storage.client.socket_options`).
 - `SocketTracker`: records each socket the client opens, so `storage.linkwatch.LinkWatch`
-  can shut the stalled ones down when the link comes back.
+  can shut the stalled ones down when the link comes back. A socket is recorded when its
+  `connect()` starts (Python's `socket.connect` audit event, on the thread opening one of
+  this client's connections), not when it returns: a link cut while a connection is still
+  in `connect()` would otherwise leave it waiting out TCP's SYN retries (1, 3, 7 s ...)
+  after the link is back. Shutting down a connecting socket ends its `connect()` at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 import weakref
 from typing import Any
+
+# The registry of the tracked connection being opened on this thread, if any.
+_opening = threading.local()
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    # Called for every audit event of the process: return at once unless it is ours.
+    if event != "socket.connect":
+        return
+    registry = getattr(_opening, "registry", None)
+    if registry is not None and isinstance(args[0], socket.socket):
+        registry.add(args[0])
+
+
+def _install_audit_hook() -> None:
+    global _hook_installed
+    with _hook_lock:
+        if not _hook_installed:
+            sys.addaudithook(_audit)  # cannot be removed; does nothing outside a tracked connect
+            _hook_installed = True
 
 
 def install_socket_options(client: Any, opts: list[tuple[int, int, int | bytes]]) -> bool:
@@ -63,7 +90,11 @@ class SocketTracker:
             conn_cls = pool_cls.ConnectionCls
 
             def _new_conn(self: Any, _base: Any = conn_cls) -> Any:
-                sock = _base._new_conn(self)
+                _opening.registry = registry  # the socket is recorded as its connect() starts
+                try:
+                    sock = _base._new_conn(self)
+                finally:
+                    _opening.registry = None
                 registry.add(sock)
                 return sock
 
@@ -71,6 +102,7 @@ class SocketTracker:
             tracked[scheme] = type(f"Tracked{pool_cls.__name__}", (pool_cls,), {"ConnectionCls": conn})
         session._pool_classes_by_scheme = tracked
         manager.pool_classes_by_scheme = tracked
+        _install_audit_hook()
         return True
 
     def _needs_retry(self, caught_exception: Exception | None = None, **_: Any) -> float | None:

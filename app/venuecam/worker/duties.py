@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from huey import crontab
 
-from venuecam import ledger, logs, pipeline, retention, shared_state
+from venuecam import ledger, logs, pipeline, retention, shared_state, wallclock
 from venuecam.booking import purge
 from venuecam.jobs import service as job_service
 from venuecam.models import PendingTask, TaskStatus
 from venuecam.timeutil import iso, to_naive_utc, utcnow
-from venuecam.worker import dispatch
+from venuecam.worker import clockwatch, dispatch
 
 if TYPE_CHECKING:
     from huey import SqliteHuey
@@ -49,6 +49,8 @@ def scan_and_dispatch(cfg: Config, tasks: Tasks) -> None:
 def reconcile(cfg: Config, tasks: Tasks, now: dt.datetime | None = None) -> None:
     """Nothing lost: re-drive rows whose worker died, re-send due rows huey lacks; nothing
     quiet: say when waiting work expires or the queue grows past its warning size."""
+    if now is None:
+        clockwatch.look(tasks)  # a jump re-bases the ledger before heartbeats are judged by it
     now = now or utcnow()
     reaped = ledger.reap_stale(cfg.queue.stale_after_s, now)
     if reaped:
@@ -88,7 +90,8 @@ def report_expired(cfg: Config, now: dt.datetime) -> int:
 
 
 def run_retention(cfg: Config) -> None:
-    retention.enforce(cfg, time.time())
+    now = time.time()
+    retention.enforce(cfg, now, clock_trusted=wallclock.trust(now).trusted)
 
 
 def daily_cleanup(cfg: Config, now: dt.datetime | None = None) -> None:

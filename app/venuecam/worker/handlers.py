@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from venuecam import ledger, logs, pipeline, retry, shared_state, videos
+from venuecam import ledger, logs, pipeline, retry, shared_state, videos, wallclock
 from venuecam.booking import notify
 from venuecam.booking.client import PlatformClient
 from venuecam.clips.service import cut_video
@@ -33,6 +33,8 @@ from venuecam.worker.dispatch import online
 log = logging.getLogger("worker")
 # An upload of an older revision still running: the new one waits this long and looks again.
 OLDER_UPLOAD_RETRY_S = 15.0
+# A clip waiting for the wall clock to be trusted looks again this often.
+CLOCK_RETRY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,11 @@ def _skip(row: PendingTask, why: str) -> Done:
 
 def handle_clip(cfg: Config, row: PendingTask) -> Done:
     video = _video(row)
+    clock = wallclock.trust()
+    if not clock.trusted:
+        # A booking's bounds are wall-clock times: cut by an unset clock, the clip would hold
+        # the wrong minutes. Waits (not counted) until time syncs and segments are re-timed.
+        raise RetryLater(f"{clock.reason}: the clip waits until it is", CLOCK_RETRY_S)
     for _ in range(3):  # the booking may change while we cut: cut its new bounds
         if why := _stale(row, video):
             return _skip(row, why)

@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, after `venuecam` applied LEAVE_OUT (see `lean`): these pull in requests.
     from huey.consumer import Consumer
 
-    from venuecam.worker import dispatch, duties
+    from venuecam.worker import clockwatch, dispatch, duties
     from venuecam.worker.app import make_huey
     from venuecam.worker.execute import WorkerRunner
     from venuecam.worker.tasks import register
@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     huey = make_huey(cfg)
     tasks = register(huey, cfg, WorkerRunner(cfg))
     duties.register_periodic(huey, cfg, tasks)
+    # Wall-clock jumps re-base the ledger (and "today" moved: sync bookings); a sync re-times segments.
+    clockwatch.start(tasks, on_jump=lambda: duties.sync_bookings(cfg, tasks, requested_by="clock"))
     # Start-up: a booking sync, a clip scan and everything due, without waiting for the clock.
     duties.sync_bookings(cfg, tasks, requested_by="startup")
     tasks.scan()

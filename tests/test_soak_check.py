@@ -1,0 +1,53 @@
+"""The soak's checker can fail: a short real run (the stack under supervisord, the moto
+server, the platform simulator) with one delivery deliberately dropped (its upload never
+queued) reports exactly that video as lost, and nothing else."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resilience_rig import BUCKET, MIB, Stack, bucket_objects, wait_until
+from soak_check import FIELDS, figures, passed, write
+
+
+@pytest.fixture
+def stack(tmp_path: Path, s3: Any, platform: Any) -> Iterator[Stack]:
+    s = Stack(tmp_path, s3.endpoint, platform.url)
+    yield s
+    s.stop()
+    s.close_db()
+
+
+def test_one_dropped_delivery_is_reported_as_lost(
+    stack: Stack, s3: Any, platform: Any, tmp_path: Path
+) -> None:
+    clips = [stack.make_clip(f"BK-SOAK-{i}", MIB, enqueue=i != 1) for i in range(3)]  # BK-SOAK-1 dropped
+    stack.start()
+    delivered = {clips[0].unique_id, clips[2].unique_id}
+    wait_until(
+        "the other two notified",
+        lambda: delivered <= {n["unique_id"] for n in platform.notifications() if n["http_status"] == 201},
+        60,
+    )
+    client = s3.client()
+    notes = platform.summary()["notifications"]
+    orphans = len(client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+    result = figures(
+        {c.unique_id: c.sha256 for c in clips}, notes, bucket_objects(client), orphans, bookings=3
+    )
+    assert (result["videos_expected"], result["videos_delivered"], result["lost"]) == (3, 2, 1)
+    assert result["lost_ids"] == [clips[1].unique_id]
+    assert (result["duplicated"], result["sha256_mismatches"], result["orphan_uploads"]) == (0, 0, 0)
+    assert not passed(result)
+    out = tmp_path / "soak.json"
+    write(result, out)
+    saved = json.loads(out.read_text())
+    assert set(saved) == set(FIELDS) and all(isinstance(v, int | float) for v in saved.values())
+    # Counted as the checker counts it: the same record with a duplicate is a duplicate.
+    twice = figures({c.unique_id: c.sha256 for c in clips}, notes + notes[-1:], bucket_objects(client), 0, 3)
+    assert twice["duplicated"] == 1
