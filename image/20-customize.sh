@@ -87,6 +87,9 @@ in_chroot "$root" "$release/bin/python" -m pip install --quiet --no-index --no-d
 # Every dependency the app declares is there (nothing was fetched: --no-index).
 in_chroot "$root" "$release/bin/python" -m pip check >/dev/null || die "the release's dependencies are incomplete"
 ln -sfn "releases/$version" "$root/opt/venuecam/current"
+# The release the image ships has passed its gate: the boot check (venuecam-update-boot.service,
+# ConditionPathExists=/opt/venuecam/committed) runs from it and a rollback goes back to it.
+ln -sfn "releases/$version" "$root/opt/venuecam/committed"
 in_chroot "$root" /opt/venuecam/current/bin/venuecam --version
 # `venuecam status` over ssh: the command is on root's PATH.
 ln -sfn /opt/venuecam/current/bin/venuecam "$root/usr/local/bin/venuecam"
