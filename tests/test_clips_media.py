@@ -316,6 +316,18 @@ def test_footage_without_a_keyframe_after_the_in_point_is_cut_from_the_segment_s
     assert Path(video.thumb_path).read_bytes()[:2] == b"\xff\xd8"
 
 
+def test_a_short_clip_whose_frames_begin_after_its_start_gets_a_thumbnail(
+    cfg: Any, new_video: Callable[..., Video]
+) -> None:
+    """Found by the soak: a 2 s booking starting 0.2 s into a segment. The MP4's frames begin
+    at the next keyframe (0.8 s in), so a seek to half its 1.8 s landed past the last frame."""
+    segs = five_fps_segments(cfg.data_dir / "segs5", 3)
+    index(segs, width=160, height=120)
+    video = cut_video(cfg, new_video(segs[0].start_ts + 0.2, segs[0].start_ts + 2.2))
+    assert video.status == VideoStatus.READY
+    assert Path(video.thumb_path).read_bytes()[:2] == b"\xff\xd8"
+
+
 def test_a_clip_of_one_frame_gets_that_frame_as_its_thumbnail(
     cfg: Any, new_video: Callable[..., Video]
 ) -> None:
