@@ -77,6 +77,7 @@ class Cloud:
 
     def __init__(self, net: NetPair, tmp: Path) -> None:
         self.net = net
+        self.tmp = tmp
         self.moto = net.start_moto()
         port = int(self.moto.endpoint.rsplit(":", 1)[1])
         self.proxy = FaultProxy.start((net.cloud_addr, 0), (net.cloud_addr, port), tmp / "proxy.sock",
@@ -86,7 +87,10 @@ class Cloud:
         self.s3(f"c.create_bucket(Bucket={BUCKET!r}); print('{{}}')")
 
     def py(self, code: str, timeout: float = 300) -> Any:
-        out = self.net.run([sys.executable, "-c", textwrap.dedent(code)], ns="cloud", timeout=timeout).stdout
+        # From a file: a thousand bookings are longer than an argument may be.
+        script = self.tmp / "cloud-call.py"
+        script.write_text(textwrap.dedent(code))
+        out = self.net.run([sys.executable, str(script)], ns="cloud", timeout=timeout).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     def s3(self, code: str) -> Any:
