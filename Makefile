@@ -18,7 +18,7 @@ APT_BACKPORTS := qemu-system-arm qemu-system-data qemu-utils
 RELEASE_KEY    ?= $(HOME)/.config/venuecam/release-key
 RELEASE_TARGET ?= 3.13-aarch64
 
-.PHONY: help run test test-fast bench image hw-check lint clean deps-run deps-test venv release release-key
+.PHONY: help run test test-fast bench soak image hw-check lint clean deps-run deps-test venv release release-key
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ lint: venv ## ruff and shellcheck
 bench: deps-test venv | $(BUILD) ## measure speed and memory; prints a table, writes build/bench.json
 	$(PY) tests/bench/run.py --out $(BUILD)/bench.json
 
+# SOAK_SEED=<n> repeats a run; SOAK_ARGS="--bookings 100" makes a smaller one. Needs root.
+soak: deps-test venv | $(BUILD) ## 1,000 bookings under random faults, then the verdict; writes build/soak.json
+	nice -n 19 $(PY) tests/soak.py --bookings 1000 --out $(BUILD)/soak.json $(SOAK_ARGS)
+
 image: venv ## build the SD-card image into build/image/
 	image/build.sh
 
@@ -76,4 +80,4 @@ release-key: venv ## make the release signing key at RELEASE_KEY; prints the lin
 	$(PY) -m venuecam.update.build key --out $(RELEASE_KEY)
 
 clean: ## remove build output and the demo's data (keeps the cached image base)
-	rm -rf demo-data $(BUILD)/bench.json
+	rm -rf demo-data $(BUILD)/bench.json $(BUILD)/soak.json

@@ -154,6 +154,8 @@ class Stack:
     def kill9(self, program: str) -> int:
         """SIGKILL one program (supervisord restarts it); returns the killed pid."""
         pid = self.pid(program)
+        if pid <= 1:  # not running: pid 0, and kill(0) would signal our own process group
+            raise RuntimeError(f"{program} is not running (pid {pid})")
         for child in descendants(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)

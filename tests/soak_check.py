@@ -3,7 +3,7 @@ databases, how many videos were expected, delivered, lost, duplicated, stored wi
 bytes, left as orphaned multipart uploads. Written to build/soak.json as numbers.
 
 The checker is checked too (tests/test_soak_check.py): a run with one delivery deliberately
-dropped must come out as lost. (The soak itself, `make soak`, is not built yet.)
+dropped must come out as lost. The soak itself is tests/soak.py (`make soak`).
 """
 
 from __future__ import annotations

@@ -288,6 +288,58 @@ def test_cut_video_records_the_gap_of_missing_segments(
     assert gap_start == pytest.approx(recorded[2].end_ts, abs=0.01) and gap_end == BASE_TS + 16.0
 
 
+def five_fps_segments(folder: Path, seconds: float) -> list[Seg]:
+    """1 s segments at 5 fps (a keyframe each second), the soak's accelerated camera."""
+    folder.mkdir(parents=True)
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         "testsrc=s=160x120:r=5", "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "5",
+         "-bf", "0", "-pix_fmt", "yuv420p", "-f", "segment", "-segment_time", "1", "-segment_format", "mpegts",
+         str(folder / "seg%03d.ts")],
+        check=True, timeout=60,
+    )  # fmt: skip
+    return as_segments(sorted(folder.glob("seg*.ts")))
+
+
+def test_footage_without_a_keyframe_after_the_in_point_is_cut_from_the_segment_start(
+    cfg: Any, new_video: Callable[..., Video]
+) -> None:
+    """Found by the soak: a booking that began 0.4 s into the last segment before a power
+    cut. Stream copy from that in-point wrote an MP4 with no frame at all, which was taken
+    for a clip; its preview then failed every attempt and the footage was never delivered.
+    Now it is cut from the segment's keyframe, up to a keyframe interval early."""
+    segs = five_fps_segments(cfg.data_dir / "segs5", 3)
+    index(segs, width=160, height=120)
+    last = segs[-1].end_ts
+    video = cut_video(cfg, new_video(last - 0.6, last + 10.0))
+    assert video.status == VideoStatus.READY and 0.5 <= video.duration_s <= 1.5
+    assert Path(video.thumb_path).read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_a_short_clip_whose_frames_begin_after_its_start_gets_a_thumbnail(
+    cfg: Any, new_video: Callable[..., Video]
+) -> None:
+    """Found by the soak: a 2 s booking starting 0.2 s into a segment. The MP4's frames begin
+    at the next keyframe (0.8 s in), so a seek to half its 1.8 s landed past the last frame."""
+    segs = five_fps_segments(cfg.data_dir / "segs5", 3)
+    index(segs, width=160, height=120)
+    video = cut_video(cfg, new_video(segs[0].start_ts + 0.2, segs[0].start_ts + 2.2))
+    assert video.status == VideoStatus.READY
+    assert Path(video.thumb_path).read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_a_clip_of_one_frame_gets_that_frame_as_its_thumbnail(
+    cfg: Any, new_video: Callable[..., Video]
+) -> None:
+    """Found by the soak: a segment of one frame (the power went right after it began).
+    The thumbnail's seek to half the clip's 0.2 s landed past that frame: an empty JPEG."""
+    seg = five_fps_segments(cfg.data_dir / "one", 0.2)[0]
+    index([Seg(seg.path, seg.start_ts, seg.start_ts + 1.0)], width=160, height=120)
+    video = cut_video(cfg, new_video(seg.start_ts, seg.start_ts + 3.0))
+    assert video.status == VideoStatus.READY and video.duration_s < 0.5
+    assert Path(video.thumb_path).read_bytes()[:2] == b"\xff\xd8"
+
+
 def test_cut_video_without_segments_raises_and_changes_nothing(
     cfg: Any, recorded: list[Seg], new_video: Callable[..., Video]
 ) -> None:

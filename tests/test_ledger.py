@@ -76,6 +76,17 @@ def test_stale_running_row_is_reaped_and_wake_makes_due(database: Any) -> None:
     assert [r.id for r in ledger.due(at(123))] == [row.id]
 
 
+def test_a_restarted_worker_re_drives_rows_whose_heartbeat_is_in_its_future(database: Any) -> None:
+    """Found by the soak: power cut mid-task, the box boots with its clock behind (no RTC).
+    By age the row was not stale, so it sat `processing` until the clock caught up."""
+    row, _ = new()
+    ledger.claim(row.id, at(3600))
+    assert ledger.reap_stale(0, at(0)) == []  # judged by age: the heartbeat is an hour ahead
+    assert ledger.reap_interrupted(at(0)) == [row.id]
+    got = ledger.get(row.id)
+    assert got.status == TaskStatus.PENDING and [r.id for r in ledger.due(at(0))] == [row.id]
+
+
 def test_due_orders_oldest_booking_first(database: Any) -> None:
     late, _ = new("upload_r2:late", priority_ts=2000.0)
     early, _ = new("upload_r2:early", priority_ts=1000.0)

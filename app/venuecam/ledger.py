@@ -252,12 +252,21 @@ def reap_stale(stale_after_s: float, now: dt.datetime | None = None) -> list[int
     The attempt that died stays counted, so a task that kills its worker every time still ends.
     """
     now = now or utcnow()
-    cutoff = now - dt.timedelta(seconds=stale_after_s)
+    return _reap(PendingTask.heartbeat_at < now - dt.timedelta(seconds=stale_after_s), now)
+
+
+def reap_interrupted(now: dt.datetime | None = None) -> list[int]:
+    """At the worker's start: every running row back to pending, due now, whatever its
+    heartbeat says. None can be running yet, and a box that booted with its clock behind
+    (no RTC) sees the last heartbeats in its future: by age they would wait until its clock
+    passed them, up to an hour after a reboot on fake-hwclock's time, days on an unset one."""
+    return _reap(PendingTask.id.is_null(False), now or utcnow())
+
+
+def _reap(which: Any, now: dt.datetime) -> list[int]:
     with _db().atomic():
         rows = list(
-            PendingTask.select(PendingTask.id).where(
-                (PendingTask.status == TaskStatus.PROCESSING) & (PendingTask.heartbeat_at < cutoff)
-            )
+            PendingTask.select(PendingTask.id).where((PendingTask.status == TaskStatus.PROCESSING) & which)
         )
         ids = [r.id for r in rows]
         if ids:

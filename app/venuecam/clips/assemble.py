@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from venuecam.clips import files
@@ -208,14 +208,40 @@ def moov_before_mdat(path: Path) -> bool:
     return "moov" in kinds and "mdat" in kinds and kinds.index("moov") < kinds.index("mdat")
 
 
+class _NoFrames(Exception):
+    """The remux wrote a file without a single video frame."""
+
+
 def assemble_mp4(plan: ClipPlan, out_path: Path, timeout: float = 1800.0) -> AssembleResult:
     """Stream-copy the plan's pieces into one MP4 with moov at the front; fsynced, then renamed.
 
     Raises ClipError (naming the reason) if there is nothing to cut, ffmpeg fails, or the
     result is not what was planned; `out_path` is then untouched.
+
+    A clip whose footage after a trimmed start holds no keyframe (less than a keyframe
+    interval of it, e.g. the last moments before a power cut) comes out of a stream copy
+    with no frame at all: it is cut again from that segment's start, so it begins up to one
+    keyframe interval early rather than being an empty file.
     """
     if plan.empty:
         raise ClipError(f"{out_path.name}: nothing to cut (no segment covers the clip)")
+    try:
+        return _assemble(plan, Path(out_path), timeout)
+    except _NoFrames:
+        first = plan.items[0]
+        if not first.trimmed_start:
+            raise ClipError(f"{Path(out_path).name}: the segments gave no video frame") from None
+        log.warning("%s: no keyframe after the in-point %.2f s of %s; cutting from that segment's start",
+                    Path(out_path).name, first.inpoint_s, first.path)  # fmt: skip
+        whole = replace(plan, items=[replace(first, inpoint_s=0.0), *plan.items[1:]],
+                        covered_s=plan.covered_s + first.inpoint_s)  # fmt: skip
+        try:
+            return _assemble(whole, Path(out_path), timeout)
+        except _NoFrames:
+            raise ClipError(f"{Path(out_path).name}: the segments gave no video frame") from None
+
+
+def _assemble(plan: ClipPlan, out_path: Path, timeout: float) -> AssembleResult:
     runs = build_runs(plan.items)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +256,8 @@ def assemble_mp4(plan: ClipPlan, out_path: Path, timeout: float = 1800.0) -> Ass
             with files.WritebackFollower(tmp):
                 _remux(script, tmp, ["-moov_size", str(reserve)], ["-movflags", "+faststart"], timeout)
             duration = mp4_duration(tmp)
+            if duration <= 0:
+                raise _NoFrames
             # Each trimmed start begins at the keyframe before it (keyframes come every ~1 s).
             tolerance = 1.5 + sum(1.0 for r in runs[1:] if r.items[0].trimmed_start)
             if abs(duration - plan.covered_s) > tolerance:

@@ -138,7 +138,12 @@ def cut_video(cfg: Config, video: Video, now: dt.datetime | None = None) -> Vide
     assemble.make_preview(
         mp4_path, preview_path, seconds=cfg.clips.preview_seconds, height=cfg.clips.preview_height
     )
-    assemble.make_thumbnail(mp4_path, thumb_path, at_s=min(5.0, result.duration_s / 2))
+    # A stream copy begins at the first keyframe at or after the in-point: the MP4's frames
+    # start up to a keyframe interval in (its start_time), so half-way is taken over what
+    # plays; a clip of a frame or two takes its first.
+    plays_s = result.duration_s - probe(mp4_path).start_time
+    at_s = min(5.0, plays_s / 2) if plays_s >= 1.0 else 0.0
+    assemble.make_thumbnail(mp4_path, thumb_path, at_s=at_s)
 
     gaps_json = json.dumps([[round(a, 3), round(b, 3)] for a, b in plan.gaps])
     # VideoChanged if the booking changed while this cut ran: the caller cuts the new bounds.

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     log = logs.setup("worker", cfg.secrets())
     db.open_db(cfg.db_path)
     # One worker per box: whatever the ledger says is running died with the previous worker.
-    reaped = ledger.reap_stale(0)
+    reaped = ledger.reap_interrupted()
     if reaped:
         log.warning(
             "%s Worker restarted: re-driving %d interrupted task(s): %s", logs.QUEUE, len(reaped), reaped

@@ -1,0 +1,494 @@
+"""The soak (issue 13): many short bookings through the whole stack under supervisord, with
+random faults for the whole run, then heal and check (tests/soak_check.py).
+
+    nice -n 19 python tests/soak.py --bookings 1000 --out build/soak.json   # `make soak`
+    SOAK_SEED=1234 make soak                                                # the same run again
+
+The device lives in a network namespace joined to a "cloud" one (tests/netns.py) holding the
+moto server behind tests/faultproxy.py and the platform simulator; its data directory is a
+small tmpfs that the run fills and frees; its wall clock is libfaketime's (tests/faketime.py).
+Accelerated: 2-4 s bookings, 1 s segments, 160x120 test pattern, retry schedules in seconds.
+
+Faults come from a seeded bag (every kind once per round, in random order, one every
+`--fault-interval` s on average): link cut, blackhole, store 5xx, store reset, store stall,
+platform 5xx, platform 429, platform lost reply (it records the notification, the device
+times out and gets a real 409 on the retry), kill -9 of one program, a power cut (every
+process SIGKILLed, then a reboot: the time-sync flag is gone until "NTP" comes back a few
+seconds later, and every other reboot starts with the clock off by minutes to days), and the
+disk filled to the last byte for a few seconds.
+
+A booking whose whole time fell in a reboot (or a full disk) has no footage: its clip fails,
+visibly (counted as `no_footage`, its ledger row `failed`), and it is not counted as
+expected. "No footage" is judged as the device's clip planner would, from the segment files
+the run left: none readable, or less than its jitter tolerance (0.5 s) of them. Every other success
+booking x camera must be notified exactly once. Needs root (namespaces, the tmpfs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from conftest import S3_KEY_ID, S3_SECRET  # noqa: E402
+from faketime import FakeClock, build_shim  # noqa: E402
+from faultproxy import FaultProxy  # noqa: E402
+from netns import NetPair, missing_requirement  # noqa: E402
+from resilience_rig import BUCKET, Stack, descendants, wait_until  # noqa: E402
+from soak_check import figures, passed, write  # noqa: E402
+from venuecam.clips.plan import plan_clip  # noqa: E402
+from venuecam.media import tsinfo  # noqa: E402
+
+TZ = ZoneInfo("Asia/Jakarta")
+CLOCK_OFFSETS = ("-8d", "-3h", "-10m", "+10m", "+2h")
+KINDS = ("link_cut", "blackhole", "store_5xx", "store_reset", "store_stall", "platform_5xx", "platform_429",
+         "platform_lost_reply", "program_kill", "power_cut", "disk_fill")  # fmt: skip
+LINK_KINDS = ("link_cut", "blackhole")
+COUNTER = {"link_cut": "link_faults", "blackhole": "link_faults", "store_5xx": "store_faults",
+           "store_reset": "store_faults", "store_stall": "store_faults", "platform_5xx": "platform_faults",
+           "platform_429": "platform_faults", "platform_lost_reply": "platform_faults",
+           "program_kill": "program_kills", "power_cut": "power_cuts", "disk_fill": "disk_fills"}  # fmt: skip
+
+
+def log(msg: str) -> None:
+    print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Cloud:
+    """The cloud namespace's services, driven from outside both namespaces."""
+
+    def __init__(self, net: NetPair, tmp: Path) -> None:
+        self.net = net
+        self.tmp = tmp
+        self.moto = net.start_moto()
+        port = int(self.moto.endpoint.rsplit(":", 1)[1])
+        self.proxy = FaultProxy.start((net.cloud_addr, 0), (net.cloud_addr, port), tmp / "proxy.sock",
+                                      prefix=["ip", "netns", "exec", net.cloud])  # fmt: skip
+        net.procs.append(self.proxy.proc)
+        self.sim = net.start_simulator(log_path=tmp / "simulator.log")
+        self.s3(f"c.create_bucket(Bucket={BUCKET!r}); print('{{}}')")
+
+    def py(self, code: str, timeout: float = 300) -> Any:
+        # From a file: a thousand bookings are longer than an argument may be.
+        script = self.tmp / "cloud-call.py"
+        script.write_text(textwrap.dedent(code))
+        out = self.net.run([sys.executable, str(script)], ns="cloud", timeout=timeout).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    def s3(self, code: str) -> Any:
+        return self.py(f"""
+            import sys, json
+            sys.path.insert(0, {str(HERE)!r})
+            import boto3
+            c = boto3.client("s3", endpoint_url={self.moto.endpoint!r}, aws_access_key_id={S3_KEY_ID!r},
+                             aws_secret_access_key={S3_SECRET!r}, region_name="us-east-1")
+            {code}
+        """)  # fmt: skip
+
+    def sim_post(self, path: str, body: Any) -> Any:
+        data = json.dumps(body)
+        return self.py(f"""
+            import urllib.request
+            req = urllib.request.Request({self.sim.url + path!r}, data={data!r}.encode(),
+                                         headers={{"Content-Type": "application/json"}})
+            print(urllib.request.urlopen(req, timeout=30).read().decode())
+        """)  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.py(f"""
+            import urllib.request
+            print(urllib.request.urlopen({self.sim.url + "/_sim/notifications"!r}, timeout=30).read().decode())
+        """))  # fmt: skip
+
+    def objects(self) -> dict[str, str]:
+        return dict(
+            self.s3("from resilience_rig import bucket_objects; print(json.dumps(bucket_objects(c)))")
+        )
+
+    def orphan_uploads(self) -> int:
+        return int(self.s3(f"print(len(c.list_multipart_uploads(Bucket={BUCKET!r}).get('Uploads', [])))"))
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        self.sim.stop()
+
+
+@dataclass(frozen=True)
+class Piece:
+    path: str
+    start_ts: float
+    end_ts: float
+
+
+@dataclass
+class Plan:
+    bookings: list[dict[str, Any]]
+    last_end: float
+
+
+def plan_bookings(rng: random.Random, n: int, start: float, spacing: float, fields: int) -> Plan:
+    """`n` bookings of 2-4 s, one starting every `spacing` s (on alternate fields, overlapping
+    when spacing < length), every 20th cancelled. Times on whole seconds (the API's)."""
+    out = []
+    last_end = start
+    for i in range(n):
+        s = int(start + i * spacing)
+        e = s + rng.randint(2, 4)
+        last_end = max(last_end, e)
+        ls, le = dt.datetime.fromtimestamp(s, TZ), dt.datetime.fromtimestamp(e, TZ)
+        out.append({
+            "booking_id": f"SOAK-{i:05d}", "order_detail_id": 10_000 + i, "field_id": 1 + i % fields,
+            "field_name": f"Lapangan {1 + i % fields}", "date": ls.date().isoformat(),
+            "start_time": ls.strftime("%H:%M:%S"), "end_time": le.strftime("%H:%M:%S"),
+            "status": "cancelled" if i % 20 == 19 else "success", "user_name": "Soak Player",
+            "user_phone": "081200000000", "_start": s, "_end": e,
+        })  # fmt: skip
+    return Plan(out, last_end)
+
+
+@dataclass
+class Soak:
+    tmp: Path
+    seed: int
+    bookings: int = 1000
+    cameras: int = 2
+    spacing: float = 1.0
+    fault_interval: float = 1.6
+    disk_mb: int = 192
+    heal_timeout: float = 600
+    rng: random.Random = field(init=False)
+    counters: dict[str, int] = field(default_factory=dict)
+    heals: list[tuple[float, str, Callable[[], None]]] = field(default_factory=list)
+    t0: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.counters = {k: 0 for k in ("power_cuts", "program_kills", "link_faults", "store_faults",
+                                        "platform_faults", "clock_jumps", "disk_fills")}  # fmt: skip
+        self.bag: list[str] = []
+        self.link_busy = False
+
+    # ------------------------------------------------------------ set-up
+
+    def run(self) -> dict[str, Any]:
+        why = missing_requirement()
+        if why:
+            raise SystemExit(f"the soak needs root: {why}")
+        data = self.tmp / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.disk_mb}m", "tmpfs", str(data)], check=True
+        )
+        try:
+            with NetPair() as net:
+                self.net = net
+                cloud = Cloud(net, self.tmp)
+                try:
+                    return self._run(cloud)
+                finally:
+                    cloud.stop()
+        finally:
+            subprocess.run(["umount", "-l", str(data)], check=False)
+
+    def _stack(self, cloud: Cloud) -> Stack:
+        self.clock = FakeClock(self.tmp, build_shim(self.tmp))
+        self.flag = self.tmp / "synchronized"
+        self.flag.touch()
+        from venuecam import wallclock
+
+        cams = [{"name": f"CAM_{chr(65 + i)}", "field_id": 1 + i % 2, "source": "testsrc", "segment_seconds": 1,
+                 "width": 160, "height": 120, "fps": 5, "bitrate_kbps": 100} for i in range(self.cameras)]  # fmt: skip
+        return Stack(
+            self.tmp, cloud.proxy.endpoint, cloud.sim.url, prefix=["ip", "netns", "exec", self.net.device],
+            env={**self.clock.env, wallclock.ENV_SYNC_FLAG: str(self.flag)},
+            cameras=cams,
+            booking_api={"sync_interval_s": 5, "timeout_s": 3.0, "page_size": 250},
+            clips={"grace_s": 2, "scan_interval_s": 2, "preview_seconds": 2, "preview_height": 120},
+            queue={"upload_schedule_s": [1, 2, 3, 4, 5, 5, 5], "notify_schedule_s": [1, 2, 3, 4, 5, 5, 5],
+                   "clip_schedule_s": [1, 1, 2], "sync_schedule_s": [1, 2, 3], "stale_after_s": 10},
+            retention={"min_free_percent": 1.0, "disk_warn_percent": 1.0},
+        )  # fmt: skip
+
+    def _run(self, cloud: Cloud) -> dict[str, Any]:
+        self.cloud = cloud
+        stack = self.stack = self._stack(cloud)
+        # The first booking once the stack is recording: its start-up sync has them all (the
+        # periodic one runs each minute only).
+        plan = plan_bookings(self.rng, self.bookings, time.time() + 12, self.spacing, min(2, self.cameras))
+        public = [{k: v for k, v in b.items() if not k.startswith("_")} for b in plan.bookings]
+        for date in sorted({b["date"] for b in public}):
+            body = {"bookings": [b for b in public if b["date"] == date], "date": date}
+            cloud.sim_post("/_sim/bookings", body)
+        stack.start()
+        wait_until("the first segments", lambda: self._segments() >= self.cameras, 60)
+        log(f"{self.bookings} bookings until +{plan.last_end - time.time():.0f} s, {self.cameras} cameras, "
+            f"a fault every ~{self.fault_interval} s")  # fmt: skip
+        while time.time() < plan.last_end + 4:
+            self._heal_due()
+            if stack.proc is not None:
+                self._fault(self._next_kind())
+            time.sleep(self.rng.uniform(0.3, 2 * self.fault_interval - 0.3))
+        log(f"faults over: {self.counters}; healing")
+        self._heal_all()
+        if stack.proc is None or stack.proc.poll() is not None:
+            self._boot()
+        stack.wait_running(120)
+        expected_ids = {f"{b['booking_id']}-CAM_{chr(65 + c)}-full"
+                        for b in plan.bookings if b["status"] == "success"
+                        for c in range(self.cameras) if 1 + c % 2 == b["field_id"]}  # fmt: skip
+        self._wait_settled(expected_ids)
+        stack.stop()
+        return self._verdict(plan, expected_ids)
+
+    # ------------------------------------------------------------ faults
+
+    def _next_kind(self) -> str:
+        if not self.bag:
+            self.bag = list(KINDS)
+            self.rng.shuffle(self.bag)
+        if self.link_busy:  # one link fault at a time; the rest go on meanwhile
+            other = [k for k in self.bag if k not in LINK_KINDS]
+            if other:
+                self.bag.remove(other[-1])
+                return other[-1]
+        return self.bag.pop()
+
+    def _later(self, seconds: float, what: str, fn: Callable[[], None]) -> None:
+        self.heals.append((time.monotonic() + seconds, what, fn))
+
+    def _heal_due(self) -> None:
+        now = time.monotonic()
+        due = [h for h in self.heals if h[0] <= now]
+        self.heals = [h for h in self.heals if h[0] > now]
+        for _, _, fn in due:
+            fn()
+
+    def _heal_all(self) -> None:
+        for _, _, fn in sorted(self.heals, key=lambda h: h[0]):
+            fn()
+        self.heals = []
+        self.cloud.proxy.clear()
+        self.cloud.sim_post("/_sim/faults", {"bookings": None, "videos": None})
+
+    def _fault(self, kind: str) -> None:
+        r, net, proxy, stack = self.rng, self.net, self.cloud.proxy, self.stack
+        if kind in LINK_KINDS and self.link_busy:
+            return
+        self.counters[COUNTER[kind]] += 1
+        if kind == "link_cut":
+            net.link_down()
+            self.link_busy = True
+            self._later(r.uniform(1, 5), "link up", self._link_up)
+        elif kind == "blackhole":
+            net.blackhole(True)
+            self.link_busy = True
+            self._later(r.uniform(1, 5), "blackhole off", self._unblackhole)
+        elif kind == "store_5xx":
+            proxy.fail(status=r.choice([500, 502, 503, 504]), count=r.randint(1, 4))
+        elif kind == "store_reset":
+            proxy.drop(count=r.randint(1, 2), after_bytes=r.choice([0, 1000, 20_000]))
+        elif kind == "store_stall":
+            proxy.stall(count=1, after_bytes=r.choice([0, 10_000]), seconds=r.uniform(1, 4))
+        elif kind == "platform_5xx":
+            ep = r.choice(["videos", "videos", "bookings"])
+            self.cloud.sim_post("/_sim/faults", {ep: {"mode": r.choice(["500", "502", "503"]),
+                                                      "count": r.randint(1, 3)}})  # fmt: skip
+        elif kind == "platform_429":
+            self.cloud.sim_post("/_sim/faults", {"videos": {"mode": "429", "count": r.randint(1, 2),
+                                                            "retry_after": str(r.randint(1, 3))}})  # fmt: skip
+        elif kind == "platform_lost_reply":
+            # Answered after the device's 3 s timeout: recorded, then its retry is a real 409.
+            self.cloud.sim_post("/_sim/faults", {"videos": {"mode": "timeout", "count": 1, "delay": 4.0}})
+        elif kind == "program_kill":
+            running = sorted(p for p, st in stack.states().items() if st == "RUNNING")
+            if running:
+                self._kill9(r.choice(running))
+        elif kind == "power_cut":
+            self._power_cut()
+        elif kind == "disk_fill":
+            self._fill_disk(r.uniform(2, 5))
+
+    def _kill9(self, program: str) -> None:
+        # Not Stack.kill9: a program that stopped since has pid 0, and kill(0) is our own group.
+        with contextlib.suppress(OSError, xmlrpc.client.Fault):
+            pid = self.stack.pid(program)
+            if pid > 1:
+                for child in descendants(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+
+    def _link_up(self) -> None:
+        self.net.link_up()
+        self.link_busy = False
+
+    def _unblackhole(self) -> None:
+        self.net.blackhole(False)
+        self.link_busy = False
+
+    def _power_cut(self) -> None:
+        self.stack.power_cut()
+        self.flag.unlink(missing_ok=True)  # /run is gone with the power: not synchronised yet
+        if self.counters["power_cuts"] % 2 == 0:
+            self.clock.set(self.rng.choice(CLOCK_OFFSETS))  # fake-hwclock's stale time, or a drifted one
+            self.counters["clock_jumps"] += 1
+        time.sleep(self.rng.uniform(0.2, 1.0))
+        self._boot()
+        self._later(self.rng.uniform(2, 6), "time synced", self._time_synced)
+
+    def _time_synced(self) -> None:
+        self.clock.set("+0")
+        self.flag.touch()
+
+    def _boot(self) -> None:
+        self.stack.start(wait=False)
+
+    def _fill_disk(self, seconds: float) -> None:
+        data = self.tmp / "data"
+        ballast = data / "soak-ballast"
+        st = os.statvfs(data)
+        free = st.f_bavail * st.f_frsize
+        with contextlib.suppress(OSError), ballast.open("wb") as f:
+            os.posix_fallocate(f.fileno(), 0, max(free - 4096, 4096))
+        self._later(seconds, "disk freed", lambda: ballast.unlink(missing_ok=True))
+
+    # ------------------------------------------------------------ the end
+
+    def _wait_settled(self, expected: set[str]) -> None:
+        """Until every expected video is notified, or nothing is left to do on the device."""
+
+        def settled() -> bool:
+            counts = self.cloud.summary()["counts"]
+            done = sum(1 for u in expected if counts.get(u))
+            busy = self._busy_rows()
+            log(f"delivered {done}/{len(expected)}, {busy} ledger rows still to run")
+            return done == len(expected) or busy == 0
+
+        wait_until("the soak to settle", settled, self.heal_timeout, 2)
+        time.sleep(2)  # a notification in flight lands (a duplicate would show)
+
+    def _segments(self) -> int:
+        con = sqlite3.connect(self.stack.cfg.db_path, timeout=30)
+        try:
+            return int(con.execute("SELECT count(*) FROM segments").fetchone()[0])
+        except sqlite3.OperationalError:  # not made yet
+            return 0
+        finally:
+            con.close()
+
+    def _busy_rows(self) -> int:
+        con = sqlite3.connect(self.stack.cfg.db_path, timeout=30)
+        try:
+            return int(con.execute(
+                "SELECT count(*) FROM pending_tasks WHERE task_type != 'sync' AND status NOT IN ('completed', 'failed')"
+            ).fetchone()[0])  # fmt: skip
+        finally:
+            con.close()
+
+    def _verdict(self, plan: Plan, expected_ids: set[str]) -> dict[str, Any]:
+        con = sqlite3.connect(self.stack.cfg.db_path, timeout=30)
+        con.row_factory = sqlite3.Row
+        try:
+            videos = {r["unique_id"]: dict(r) for r in con.execute("SELECT * FROM videos")}
+            segs = list(con.execute("SELECT camera, start_ts, end_ts, path FROM segments WHERE clock_ok = 1"))
+            failed = [dict(r) for r in con.execute("SELECT unique_key, task_type, error_msg FROM pending_tasks "
+                                                   "WHERE status = 'failed'")]  # fmt: skip
+        finally:
+            con.close()
+        by_id = {b["booking_id"]: b for b in plan.bookings}
+
+        def has_footage(uid: str) -> bool:
+            # As the device's clip planner sees it: readable files, more than its jitter of them.
+            b = by_id[uid.split("-CAM_")[0]]
+            cam = "CAM_" + uid.split("-CAM_")[1].split("-")[0]
+            mine = [Piece(p, a, z) for c, a, z, p in segs if c == cam and z > b["_start"] and a < b["_end"]]
+            readable = [
+                x for x in mine if Path(x.path).is_file() and tsinfo.first_video_pts(x.path) is not None
+            ]
+            return bool(readable) and not plan_clip(readable, b["_start"], b["_end"]).empty
+
+        no_footage = {u for u in expected_ids if not has_footage(u)}
+        expected = {u: (videos.get(u) or {}).get("sha256") or "" for u in expected_ids - no_footage}
+        summary = self.cloud.summary()
+        notes = summary["notifications"]
+        result = figures(expected, notes, self.cloud.objects(), self.cloud.orphan_uploads(),
+                         bookings=len(plan.bookings), **self.counters)  # fmt: skip
+        delivered_ids = {n["unique_id"] for n in notes if n["status"] == 201}
+        unexpected = sorted(delivered_ids - set(expected))
+        allowed_failures = {f"clip:{u}" for u in no_footage}
+        bad_failed = [f for f in failed if f["unique_key"] not in allowed_failures]
+        integrity = self.stack.integrity()
+        result.update(
+            no_footage=len(no_footage), unexpected_deliveries=len(unexpected), unexpected_ids=unexpected,
+            failed_tasks=len(bad_failed), failed=bad_failed[:20], platform_409s=sum(n["status"] == 409 for n in notes),
+            integrity_ok=int(all(v == "ok" for v in integrity.values())), integrity=integrity,
+            wall_s=round(time.monotonic() - self.t0, 1), seed=self.seed,
+        )  # fmt: skip
+        return result
+
+
+def verdict_ok(result: dict[str, Any]) -> bool:
+    return (passed(result) and not result["unexpected_deliveries"] and not result["failed_tasks"]
+            and bool(result["integrity_ok"]))  # fmt: skip
+
+
+EXTRA_FIELDS = ("no_footage", "unexpected_deliveries", "failed_tasks", "platform_409s", "integrity_ok",
+                "disk_fills", "seed")  # fmt: skip
+
+
+def report(result: dict[str, Any], out: Path | None) -> None:
+    width = max(map(len, result))
+    for k, v in result.items():
+        if not isinstance(v, list | dict) or v:
+            print(f"  {k:<{width}}  {v}")
+    if out is not None:
+        write(result, out)
+        doc = json.loads(out.read_text())
+        doc.update({k: result[k] for k in EXTRA_FIELDS})
+        out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="soak.py", description=__doc__.splitlines()[0])
+    ap.add_argument("--bookings", type=int, default=1000)
+    ap.add_argument("--cameras", type=int, default=2)
+    ap.add_argument("--spacing", type=float, default=1.0, help="seconds between booking starts")
+    ap.add_argument("--fault-interval", type=float, default=1.6, help="mean seconds between faults")
+    ap.add_argument("--seed", type=int, default=int(os.environ.get("SOAK_SEED") or random.randrange(1 << 31)))
+    ap.add_argument("--dir", type=Path, default=None, help="working directory (default: a new temp dir)")
+    ap.add_argument("--out", type=Path, default=None, help="write the figures here (build/soak.json)")
+    args = ap.parse_args(argv)
+    import tempfile
+
+    tmp = args.dir or Path(tempfile.mkdtemp(prefix="venuecam-soak-"))
+    log(f"seed {args.seed} (SOAK_SEED={args.seed} reproduces), working in {tmp}")
+    os.environ.setdefault("S3_IGNORE_SUBDOMAIN_BUCKETNAME", "true")
+    soak = Soak(tmp, args.seed, bookings=args.bookings, cameras=args.cameras, spacing=args.spacing,
+                fault_interval=args.fault_interval)  # fmt: skip
+    result = soak.run()
+    report(result, args.out)
+    ok = verdict_ok(result)
+    log(("PASSED" if ok else "FAILED") + f" (seed {args.seed})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
