@@ -81,3 +81,12 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path, capsys: pytest.Captu
     assert cli_main(["config", "--check", str(path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "storage.bucket" in err
+
+
+@pytest.mark.parametrize("key,value", [("venue_id", ""), ("venue_id", "4/2"), ("device_id", "  ")])
+def test_empty_or_slashed_ids_are_refused(tmp_path: Path, key: str, value: str) -> None:
+    """Found by the fuzz test: an empty venue_id was accepted (every object key starts with it)."""
+    path = tmp_path / "venuecam.toml"
+    path.write_text(render_toml(base_sections(tmp_path, device={key: value})))
+    with pytest.raises(ConfigError, match=rf"device\.{key}: expected a non-empty id"):
+        config.load(path)

@@ -381,6 +381,12 @@ def _join(prefix: str, name: str) -> str:
 
 def _check_semantics(cfg: Config, source: str) -> None:
     """Rules that types alone cannot say."""
+    for name, why in (("device_id", "it names the box"), ("venue_id", "it starts every object key")):
+        value = getattr(cfg.device, name)
+        if not value.strip() or "/" in value:
+            raise ConfigError(
+                f"{source}: device.{name}: expected a non-empty id without '/' ({why}), got {value!r}"
+            )
     try:
         ZoneInfo(cfg.device.timezone)
     except (ZoneInfoNotFoundError, ValueError):
