@@ -48,12 +48,12 @@ class StreamChanged(BadInputError):
 
 class LiveMP4:
     def __init__(
-        self, path: Path, checkpoint: dict[str, Any] | None = None, box_bytes: int = BOX_BYTES
+        self, path: Path, checkpoint: dict[str, Any] | None = None, box_bytes: int | None = None
     ) -> None:
         self.path = Path(path)
         self.records_path = self.path.with_name(self.path.name + ".samples")
         self.track_path = self.path.with_name(self.path.name + ".track")
-        self.box_bytes = box_bytes
+        self.box_bytes = box_bytes or BOX_BYTES
         self.track: Track | None = None
         self._sha = hashlib.sha256()  # over every byte before the open box
         self._spec = hashlib.sha256()  # _sha, then the open box as it stands (header: full size)
