@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -420,3 +421,24 @@ def test_a_live_file_checkpoint_that_does_not_match_the_disk_is_refused_by_name(
 
 def test_module_constants_are_what_the_docs_say() -> None:
     assert live_clip.TOLERANCE_S == 0.5
+
+
+def test_status_shows_each_live_upload_with_bytes_sent_of_recorded(env: Env) -> None:
+    from venuecam import shared_state
+    from venuecam.status import facts, render
+
+    start, end = env.base + 3, env.base + 41
+    add_booking(env.cfg, start, end)
+    play = Play(env)
+    clip = play.start(start)
+    play.run(start, start + 33)
+    summary = clip.summary()
+    assert summary["sent_bytes"] >= 5 * 1024 * 1024 and summary["recorded_bytes"] > summary["sent_bytes"]
+    shared_state.put_json(shared_state.LIVE_UPLOADS, {"uploads": [summary], "published_ts": time.time()})
+    snapshot = facts.collect(env.cfg, with_programs=False, with_clock=False)
+    (row,) = snapshot["live_uploads"]
+    assert row["booking_id"] == "BK-L1" and row["camera"] == "CAMERA_A" and not row["stale"]
+    text = render.render(snapshot)
+    assert "live now" in text and "BK-L1 CAMERA_A" in text and "sent of" in text
+    # A worker that stopped publishing: said so, not shown as progressing.
+    assert facts.live_uploads(now_ts=time.time() + 60)[0]["stale"]

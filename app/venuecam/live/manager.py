@@ -74,6 +74,7 @@ class LiveManager(threading.Thread):
         self.stopped = threading.Event()
         self.runners: dict[str, _Runner] = {}
         self._last_publish = 0.0
+        self._published_rows = True  # a restart clears what an earlier worker left
 
     def run(self) -> None:
         while not self.stopped.wait(TICK_S):
@@ -99,7 +100,10 @@ class LiveManager(threading.Thread):
     def publish(self) -> None:
         self._last_publish = time.monotonic()
         rows = [r.summary for r in self.runners.values() if r.summary]
-        shared_state.put_json(shared_state.LIVE_UPLOADS, {"uploads": rows})
+        if not rows and not self._published_rows:
+            return  # nothing live, and status already says so: no write every 2 s
+        self._published_rows = bool(rows)
+        shared_state.put_json(shared_state.LIVE_UPLOADS, {"uploads": rows, "published_ts": time.time()})
 
     def stop(self) -> None:
         self.stopped.set()
