@@ -442,3 +442,46 @@ def test_status_shows_each_live_upload_with_bytes_sent_of_recorded(env: Env) -> 
     assert "live now" in text and "BK-L1 CAMERA_A" in text and "sent of" in text
     # A worker that stopped publishing: said so, not shown as progressing.
     assert facts.live_uploads(now_ts=time.time() + 60)[0]["stale"]
+
+
+def test_the_platform_unreachable_at_the_end_the_video_is_stored_and_notified_when_it_is_back(
+    make_config: Any, s3: S3Server, tmp_path: Path, footage: list[Path]
+) -> None:
+    from conftest import free_port
+    from fixtures_platform import start_simulator
+    from venuecam.worker.app import make_huey
+    from venuecam.worker.execute import execute_row
+    from venuecam.worker.tasks import register
+
+    port = free_port()
+    cfg = make_config(storage={"endpoint_url": s3.endpoint},
+                      booking_api={"base_url": f"http://127.0.0.1:{port}"})  # fmt: skip
+    database = db_mod.open_db(cfg.db_path)
+    try:
+        base = naive_utc_to_ts(utcnow()) - 3600
+        env = Env(cfg, s3, None, as_segments([Path(shutil.copy(p, tmp_path / p.name)) for p in footage], base),
+                  base)  # type: ignore[arg-type]  # fmt: skip
+        start, end = base + 3, base + 15
+        add_booking(cfg, start, end)
+        play = Play(env)
+        play.start(start)
+        assert play.run(start, end + 10)[0] == DONE  # stored with nobody listening at the platform
+        tasks = register(make_huey(cfg), cfg)
+        row = PendingTask.get(PendingTask.unique_key == f"notify_ayo_api:{UID}")
+        execute_row(cfg, tasks, row.id)
+        row = ledger.get(row.id)
+        assert row.status == "pending" and row.error_msg, "the failure is kept, the row waits"
+        assert videos.get(UID).status == VideoStatus.UPLOADED
+        sim = start_simulator(port=port)
+        try:
+            execute_row(cfg, tasks, row.id, now=row.next_retry_at)
+            assert videos.get(UID).status == VideoStatus.NOTIFIED
+            (note,) = sim.notifications()
+            video = videos.get(UID)
+            body = note.get("body", note)
+            assert body["unique_id"] == UID and body["sha256"] == video.sha256
+            assert int(body["size_bytes"]) == video.size_bytes
+        finally:
+            sim.stop()
+    finally:
+        database.close()

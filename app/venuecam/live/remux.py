@@ -3,6 +3,7 @@ to a fragmented MP4 on a pipe, `fragments` reads the result. Nothing is re-encod
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from venuecam.clips.plan import ClipItem
@@ -11,6 +12,13 @@ from venuecam.live import fragments
 from venuecam.media.runner import die_with_parent
 
 TIMESCALE = 90_000  # MPEG-TS's own clock: durations stay exact
+# Recording never waits for the live path: its ffmpeg yields the CPU to capture's.
+NICE = 10
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    die_with_parent()
+    os.nice(NICE)
 
 
 def remux_argv(item: ClipItem, ffmpeg: str = "ffmpeg") -> list[str]:
@@ -29,7 +37,7 @@ def remux(item: ClipItem, timeout: float = 120.0) -> fragments.Segment:
     """ClipError naming the file when ffmpeg fails or gives no frame."""
     try:
         proc = subprocess.run(
-            remux_argv(item), capture_output=True, timeout=timeout, preexec_fn=die_with_parent, check=False
+            remux_argv(item), capture_output=True, timeout=timeout, preexec_fn=_child_setup, check=False
         )
     except subprocess.TimeoutExpired:
         raise ClipError(f"segment {item.path}: remux timed out after {timeout:.0f} s") from None
