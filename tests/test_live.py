@@ -485,3 +485,22 @@ def test_the_platform_unreachable_at_the_end_the_video_is_stored_and_notified_wh
             sim.stop()
     finally:
         database.close()
+
+
+def test_a_camera_restarting_mid_booking_gives_one_video_spanning_the_restart_with_the_gap(
+    env: Env, tmp_path: Path
+) -> None:
+    """A capture restart starts a new ffmpeg run: its timestamps start again from zero."""
+    again = record_segments(tmp_path / "run2", 12, bitrate_kbps=3000)
+    second_run = as_segments(again, env.segs[10].end_ts + 4.0)  # back 4 s after the 11th segment
+    env.segs = env.segs[:11] + second_run
+    start, end = env.base + 3, second_run[-1].end_ts - 1
+    add_booking(env.cfg, start, end)
+    play = Play(env)
+    play.start(start)
+    assert play.run(start, end + 10)[0] == DONE
+    video = videos.get(UID)
+    assert [[round(a - env.base), round(b - env.base)] for a, b in video.gaps] == [[22, 26]]
+    got = stored(env, video.mp4_key, tmp_path)
+    assert decode_errors(got) == ""
+    assert abs(float(ffprobe(got)["format"]["duration"]) - (end - start - 4)) <= 1.0
