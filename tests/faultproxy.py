@@ -580,11 +580,11 @@ class FaultProxy:
             conn.close()
 
     def fail(self, status: int = 503, count: int | None = None, for_seconds: float | None = None,
-             methods: Sequence[str] = DEFAULT_METHODS, path_contains: str = "") -> None:  # fmt: skip
+             methods: Sequence[str] = DEFAULT_METHODS, path_contains: str = "", query_contains: str = "") -> None:  # fmt: skip
         """Answer `status` to the next `count` matching requests, or to all for `for_seconds`."""
         self._call("POST", "/fault", {"mode": "status", "status": status, "count": count,
                                       "for_seconds": for_seconds, "methods": list(methods),
-                                      "path_contains": path_contains})  # fmt: skip
+                                      "path_contains": path_contains, "query_contains": query_contains})  # fmt: skip
 
     def drop(self, count: int = 1, after_bytes: int = 0, methods: Sequence[str] = ("PUT",),
              path_contains: str = "", query_contains: str = "") -> None:  # fmt: skip

@@ -100,6 +100,9 @@ class ClipsConfig:
     grace_s: int = 30
     preview_seconds: int = 30
     preview_height: int = 360
+    # Build and upload each booking's video while it is played (venuecam.live); false: only
+    # after the booking, as before.
+    live: bool = True
 
 
 @dataclass(frozen=True)

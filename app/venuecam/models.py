@@ -87,6 +87,7 @@ class VideoStatus:
     which changes are allowed and why)."""
 
     PENDING = "pending"  # waiting to be cut
+    LIVE = "live"  # being built and uploaded while its booking is played (venuecam.live)
     READY = "ready"  # cut; waiting for upload
     UPLOADED = "uploaded"  # all three objects stored and verified
     NOTIFIED = "notified"  # the platform acknowledged it

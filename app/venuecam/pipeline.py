@@ -167,6 +167,12 @@ def booking_changed(cfg: Config, booking: Booking, now: dt.datetime | None = Non
         same = (video.start_ts, video.end_ts) == (booking.start_ts, booking.end_ts)
         if same and video.status != VideoStatus.CANCELLED:
             continue
+        if video.status == VideoStatus.LIVE and video.start_ts == booking.start_ts:
+            # Being built live: it follows the new end (its runner hands it back if it must).
+            reason = f"booking end moved to {booking.date} {booking.end_time}"
+            changed.append(videos.transition(video, VideoStatus.LIVE, reason, prefix=logs.BOOKING, now=now,
+                                             end_ts=booking.end_ts))  # fmt: skip
+            continue
         why = "booking is on again" if same else (
             f"booking times changed to {booking.date} {booking.start_time}-{booking.end_time}"
         )  # fmt: skip

@@ -14,6 +14,7 @@ refused, so two modules cannot quietly share or clash on a name.
 | `queue_warning`    | worker (reconciler)   | waiting work over queue.max_queue_size           |
 | `queue_expired`    | worker (reconciler)   | how much waiting work passed the expiration      |
 | `clock`            | worker (clockwatch)   | wall - monotonic of this boot, and trust, as last seen |
+| `live_uploads`     | worker (live manager) | each live video's progress (`venuecam.live`)     |
 | `capture:<camera>` | that camera's capture | the encoder recording it (`capture_key`)         |
 
 No peewee at import time: the capture programs import this module too. The peewee side
@@ -35,7 +36,8 @@ PLATFORM_AUTH = "platform_auth"
 QUEUE_WARNING = "queue_warning"
 QUEUE_EXPIRED = "queue_expired"
 CLOCK = "clock"
-KEYS = frozenset({CONNECTIVITY, LEDS, PLATFORM_AUTH, QUEUE_WARNING, QUEUE_EXPIRED, CLOCK})
+LIVE_UPLOADS = "live_uploads"
+KEYS = frozenset({CONNECTIVITY, LEDS, PLATFORM_AUTH, QUEUE_WARNING, QUEUE_EXPIRED, CLOCK, LIVE_UPLOADS})
 CAPTURE_PREFIX = "capture:"
 
 SQL_READ = f"SELECT value FROM {TABLE} WHERE key = ?"

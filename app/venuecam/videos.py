@@ -5,6 +5,7 @@ retry` and `queue cancel`) calls `transition`. Each change is one compare-and-se
 (the row must still be in the status and revision the caller read) and one log line, so
 two processes racing on a video never both win and nothing changes unseen.
 
+    live (built during the booking) --stored live--> uploaded;  live --handed back--> pending
     pending  --cut---------> ready --uploaded--> uploaded --notified--> notified
        |  ^                   |  ^                  |  ^                   |
        |  '------------------ re-cut: the booking's times or field changed --'
@@ -37,6 +38,15 @@ ALLOWED: dict[str, dict[str, str]] = {
         S.CANCELLED: "the booking was cancelled or moved",
         S.EXPIRED: "given up after it expired",
         S.PENDING: "booking changed before the cut: new bounds",
+        S.LIVE: "built while the booking is played",
+    },
+    S.LIVE: {
+        S.UPLOADED: "built and stored live: all three objects verified",
+        S.PENDING: "handed to the after-booking path, or the booking's start or field changed",
+        S.LIVE: "the booking's end moved: the live video follows it",
+        S.CANCELLED: "the booking was cancelled or moved",
+        S.FAILED: "the live path failed",
+        S.EXPIRED: "given up after it expired",
     },
     S.READY: {
         S.UPLOADED: "all three objects stored and verified",
@@ -146,7 +156,7 @@ def recut(
     already replacing. The object keys stay those of the first upload (`mp4_key` is kept).
     """
     fields: dict[str, Any] = {"start_ts": start_ts, "end_ts": end_ts}
-    if video.status != S.PENDING:
+    if video.status not in (S.PENDING, S.LIVE):  # neither has reached the platform
         stored = bool(video.mp4_url and video.sha256)
         fields.update(
             revision=int(video.revision or 1) + 1,

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 CANCELLED = "cancelled"
 CANCEL_REASON = "Booking cancelled via API"
 # Videos still on their way; notified, failed, expired and cancelled ones stay as they are.
-_VIDEO_IN_PROGRESS = (VideoStatus.PENDING, VideoStatus.READY, VideoStatus.UPLOADED)
+_VIDEO_IN_PROGRESS = (VideoStatus.PENDING, VideoStatus.LIVE, VideoStatus.READY, VideoStatus.UPLOADED)
 _COMPARED = (
     "order_detail_id",
     "field_id",

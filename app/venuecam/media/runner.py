@@ -92,3 +92,6 @@ def run_bytes(argv: Sequence[str], timeout: float, low_priority: bool = False) -
     if proc.returncode != 0:
         raise CommandError(argv, proc.returncode, proc.stderr.decode(errors="replace"))
     return proc.stdout
+
+
+die_with_parent = _die_with_parent  # for callers that run subprocess themselves (binary output)

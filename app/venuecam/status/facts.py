@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import time
 from typing import Any
 
 from venuecam import shared_state
@@ -157,6 +158,20 @@ def uploads_in_progress(now: dt.datetime) -> list[dict[str, Any]]:
     return out
 
 
+# The worker's live manager publishes every 2 s; older than this, the worker is not running.
+LIVE_STALE_S = 30.0
+
+
+def live_uploads(now_ts: float | None = None) -> list[dict[str, Any]]:
+    """The videos being built and sent during their booking (venuecam.live), as last published."""
+    doc = shared_state.get_json(shared_state.LIVE_UPLOADS) or {}
+    rows = doc.get("uploads")
+    if not isinstance(rows, list):
+        return []
+    age = (time.time() if now_ts is None else now_ts) - float(doc.get("published_ts") or 0)
+    return [{**r, "stale": age > LIVE_STALE_S} for r in rows if isinstance(r, dict)]
+
+
 def _task_video(task_data: str | None) -> str | None:
     try:
         data = json.loads(task_data or "{}")
@@ -240,6 +255,7 @@ def stored_facts() -> dict[str, Any]:
         "queue": queue_counts(),
         "failed_tasks": failed_tasks(),
         "leds": shared_state.get_json(shared_state.LEDS),
+        "live_uploads": live_uploads(),
         "sync": last_sync(),
     }
 
@@ -281,6 +297,7 @@ def collect(
         "expired": expired(cfg, now),
         "failed_tasks": stored["failed_tasks"],
         "uploads": uploads_in_progress(now),
+        "live_uploads": stored["live_uploads"],
         "recent_uploads_24h": recent_uploads(now),
         "cameras": cameras(cfg, now),
         "disk": disk(cfg),

@@ -176,8 +176,14 @@ def _queue(data: dict[str, Any]) -> str:
         f"<li>{_e(u['video'])}: {_e(_percent(u.get('percent')))} of {_e(size(u['bytes_total']))}</li>"
         for u in data.get("uploads") or []
     )
+    live = "".join(
+        f"<li>{_e(u.get('booking_id', '?'))} {_e(u.get('camera', '?'))}: {_e(size(u.get('sent_bytes')))} sent of "
+        f"{_e(size(u.get('recorded_bytes')))} recorded</li>"
+        for u in data.get("live_uploads") or []
+    )
     return (f'<table class="queue"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
-            + (f"<p>uploading now:</p><ul>{ups}</ul>" if ups else ""))  # fmt: skip
+            + (f"<p>uploading now:</p><ul>{ups}</ul>" if ups else "")
+            + (f"<p>live now (sent while the booking is played):</p><ul>{live}</ul>" if live else ""))  # fmt: skip
 
 
 def _percent(value: float | None) -> str:

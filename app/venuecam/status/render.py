@@ -107,6 +107,17 @@ def render(data: dict[str, Any], color: bool = False) -> str:
             pct = "?" if u.get("percent") is None else f"{u['percent']:.0f}%"
             out.append(f"  {u['video']:<32} {pct:>5}  {size(u['bytes_done'])} / {size(u['bytes_total'])}")
 
+    live = data.get("live_uploads") or []
+    if live:
+        out.append("live now (built and sent while the booking is played):")
+        for u in live:
+            state = (
+                " (worker not answering)" if u.get("stale") else (" finishing" if u.get("finishing") else "")
+            )
+            err = f"  {paint(str(u['error'])[:60], _RED)}" if u.get("error") else ""
+            out.append(f"  {u.get('booking_id', '?')} {u.get('camera', '?'):<10} {size(u.get('sent_bytes'))} sent "
+                       f"of {size(u.get('recorded_bytes'))} recorded ({duration(u.get('recorded_s'))}){state}{err}")  # fmt: skip
+
     failed = data.get("failed_tasks") or []
     if failed:
         out.append(paint(f"failed tasks (latest {len(failed)}):", _RED))

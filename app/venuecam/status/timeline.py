@@ -48,6 +48,7 @@ SQL_LINK = f"SELECT timestamp, status FROM {_LOG} WHERE timestamp >= ? ORDER BY 
 # A video's state in the installer's words (the page's legend).
 VIDEO_LABEL = {
     VideoStatus.PENDING: "cutting",
+    VideoStatus.LIVE: "live",
     VideoStatus.READY: "cut",
     VideoStatus.UPLOADED: "uploaded",
     VideoStatus.NOTIFIED: "delivered",

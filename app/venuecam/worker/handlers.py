@@ -35,6 +35,8 @@ log = logging.getLogger("worker")
 OLDER_UPLOAD_RETRY_S = 15.0
 # A clip waiting for the wall clock to be trusted looks again this often.
 CLOCK_RETRY_S = 30.0
+# A clip row meeting a video the live path builds looks again this often.
+LIVE_RETRY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ def handle_clip(cfg: Config, row: PendingTask) -> Done:
     for _ in range(3):  # the booking may change while we cut: cut its new bounds
         if why := _stale(row, video):
             return _skip(row, why)
+        if video.status == VideoStatus.LIVE:
+            # The live path has it; if it hands it back (pending), this row cuts it then.
+            raise RetryLater(f"video {video.unique_id} is being built live", LIVE_RETRY_S)
         if video.status != VideoStatus.PENDING:
             break
         try:

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, after `venuecam` applied LEAVE_OUT (see `lean`): these pull in requests.
     from huey.consumer import Consumer
 
+    from venuecam.live.manager import LiveManager
     from venuecam.worker import clockwatch, dispatch, duties
     from venuecam.worker.app import make_huey
     from venuecam.worker.execute import WorkerRunner
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     clockwatch.start(tasks, on_jump=lambda: duties.sync_bookings(cfg, tasks, requested_by="clock"))
     # Start-up: a booking sync, a clip scan and everything due, without waiting for the clock.
     duties.sync_bookings(cfg, tasks, requested_by="startup")
+    # Videos built while their booking is played; picks up those a restart interrupted.
+    LiveManager(cfg, tasks).start()
     tasks.scan()
     dispatch.dispatch_due(tasks)
     workers = args.workers or cfg.queue.max_concurrent_uploads + 2

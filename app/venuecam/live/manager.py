@@ -1,0 +1,151 @@
+"""The live path's place in the worker process: which videos go live, one thread each.
+
+Every `TICK_S` the manager looks for `success` bookings being played now whose field a
+camera films, and makes their videos `live` (only videos still `pending`: one the
+after-booking path already has is left to it). Each live video gets a thread running its
+`LiveClip` until it is stored or handed back; after a worker restart the videos still `live`
+are picked up again from their saved state. Not a huey task: a booking holds its runner for
+the whole booking, and the worker's threads are for the queue.
+
+What each clip is doing is published for `venuecam status` (shared_state LIVE_UPLOADS).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from venuecam import logs, pipeline, shared_state, videos, wallclock
+from venuecam.live.clip import DONE, HANDED_BACK, STOPPED, WORKING, LiveClip
+from venuecam.models import Booking, Video, VideoStatus
+from venuecam.storage.botocore_patch import SocketTracker
+from venuecam.storage.client import make_client
+from venuecam.storage.linkwatch import LinkWatch
+from venuecam.worker import dispatch
+
+if TYPE_CHECKING:
+    from venuecam.config import Config
+    from venuecam.worker.tasks import Tasks
+
+log = logging.getLogger("venuecam.live")
+TICK_S = 1.0
+PUBLISH_S = 2.0
+
+
+def running_bookings(now_ts: float) -> list[Booking]:
+    return list(
+        Booking.select().where(
+            (Booking.status == "success")
+            & Booking.start_ts.is_null(False)
+            & (Booking.start_ts <= now_ts)
+            & (Booking.end_ts > now_ts)
+        )
+    )
+
+
+def start_due(cfg: Config, now_ts: float) -> list[Video]:
+    """Make the videos of bookings being played now `live`; returns those it changed."""
+    started: list[Video] = []
+    if not cfg.clips.live or not wallclock.trust().trusted:
+        return started  # an unset clock does not know which booking is on
+    for booking in running_bookings(now_ts):
+        cameras = cfg.cameras_for_field(booking.field_id) if booking.field_id is not None else []
+        for cam in cameras:
+            video = pipeline.ensure_video(cfg, booking, cam.name, "full", booking.start_ts, booking.end_ts)
+            if video.status != VideoStatus.PENDING or video.revision != 1:
+                continue  # the after-booking path (or a new revision of it) has it
+            if str(video.status_msg or "").startswith(HANDED_BACK):
+                continue
+            try:
+                started.append(
+                    videos.transition(video, VideoStatus.LIVE, "built while the booking is played")
+                )
+            except videos.VideoChanged:
+                continue
+    return started
+
+
+class LiveManager(threading.Thread):
+    def __init__(self, cfg: Config, tasks: Tasks | None, wrap: Any = None) -> None:
+        super().__init__(daemon=True, name="live")
+        self.cfg, self.tasks, self.wrap = cfg, tasks, wrap
+        self.stopped = threading.Event()
+        self.runners: dict[str, _Runner] = {}
+        self._last_publish = 0.0
+        self._published_rows = True  # a restart clears what an earlier worker left
+
+    def run(self) -> None:
+        while not self.stopped.wait(TICK_S):
+            try:
+                self.tick()
+            except Exception:  # a bad tick must not end the live path; the next one tries again
+                log.exception("%s live manager tick failed", logs.CLIP)
+
+    def tick(self, now_ts: float | None = None) -> None:
+        now_ts = time.time() if now_ts is None else now_ts
+        start_due(self.cfg, now_ts)
+        for video in Video.select().where(Video.status == VideoStatus.LIVE):
+            runner = self.runners.get(video.unique_id)
+            if runner is None or not runner.is_alive():
+                runner = _Runner(self.cfg, str(video.unique_id), self.tasks, self.wrap)
+                self.runners[video.unique_id] = runner
+                runner.start()
+        for uid in [u for u, r in self.runners.items() if not r.is_alive()]:
+            del self.runners[uid]
+        if time.monotonic() - self._last_publish >= PUBLISH_S:
+            self.publish()
+
+    def publish(self) -> None:
+        self._last_publish = time.monotonic()
+        rows = [r.summary for r in self.runners.values() if r.summary]
+        if not rows and not self._published_rows:
+            return  # nothing live, and status already says so: no write every 2 s
+        self._published_rows = bool(rows)
+        shared_state.put_json(shared_state.LIVE_UPLOADS, {"uploads": rows, "published_ts": time.time()})
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for r in self.runners.values():
+            r.stopped.set()
+
+
+class _Runner(threading.Thread):
+    """One live clip's loop."""
+
+    def __init__(self, cfg: Config, uid: str, tasks: Tasks | None, wrap: Any) -> None:
+        super().__init__(daemon=True, name=f"live-{uid}")
+        self.cfg, self.uid, self.tasks, self.wrap = cfg, uid, tasks, wrap
+        self.stopped = threading.Event()
+        self.summary: dict[str, Any] = {}
+
+    def run(self) -> None:
+        client = make_client(self.cfg.storage)
+        with LinkWatch(self.cfg.run_dir, SocketTracker(client)):
+            try:
+                self._loop(client)
+            except Exception:
+                log.exception("%s live %s failed; the manager starts it again", logs.CLIP, self.uid)
+                self.stopped.wait(10.0)
+
+    def _loop(self, client: Any) -> None:
+        video = videos.get(self.uid)
+        if video is None or video.status != VideoStatus.LIVE:
+            return
+        clip = LiveClip(self.cfg, video, client, wrap=self.wrap)
+        while not self.stopped.is_set():
+            outcome = clip.step(dispatch.online())
+            self.summary = clip.summary()
+            if outcome == DONE:
+                row = getattr(clip, "notify_row", None)
+                if row is not None and self.tasks is not None:
+                    dispatch.dispatch_new(self.tasks, row)
+                break
+            if outcome == STOPPED:
+                if self.tasks is not None:
+                    self.tasks.scan()  # a video handed back is cut by the after-booking path
+                break
+            if outcome != WORKING:
+                self.stopped.wait(TICK_S)
+        self.summary = {}

@@ -1,0 +1,166 @@
+"""The multipart upload of a live MP4 while it grows.
+
+Part n is bytes [(n-1)P, nP) of the file, sent as soon as those bytes are on disk for good
+(checkpointed) and none of them is provisional (`LiveMP4.provisional`); the last part, any
+size, goes with the `moov` at the end. So nothing is sent twice: a part interrupted by a
+crash, an outage or a store error is sent again, the rest stay acknowledged.
+
+`state` (persisted by the caller in the clip's live state, saved right after each change):
+    {"key", "upload_id", "part_bytes", "parts": {"<n>": {"etag", "size", "md5"}}, "done": {...}}
+The upload id is saved before the first part goes. A store that lost the upload (R2 drops
+incomplete uploads after 7 days, or it was aborted) starts a new one: its parts go again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from venuecam import logs
+from venuecam.errors import TransientError
+from venuecam.live.mp4file import LiveMP4
+from venuecam.storage.client import error_code, map_error
+from venuecam.storage.multipart import MIN_PART_SIZE
+
+log = logging.getLogger(__name__)
+
+PART_BYTES = MIN_PART_SIZE  # small parts: what is left for the end is at most two of them
+SaveState = Callable[[], None]
+Wrap = Callable[[bytes], Any]  # a request body for the bytes (the upload cap wraps it)
+
+
+class UploadGone(TransientError):
+    """The store no longer knows the multipart upload."""
+
+
+class LiveUpload:
+    def __init__(self, client: Any, bucket: str, key: str, state: dict[str, Any], save: SaveState,
+                 content_type: str = "video/mp4", wrap: Wrap | None = None) -> None:  # fmt: skip
+        self.client, self.bucket, self.key = client, bucket, key
+        self.state, self.save, self.content_type = state, save, content_type
+        self.wrap = wrap or (lambda data: data)
+        state.setdefault("key", key)
+        state.setdefault("part_bytes", PART_BYTES)
+        state.setdefault("parts", {})
+
+    @property
+    def part_bytes(self) -> int:
+        return int(self.state["part_bytes"])
+
+    @property
+    def sent_bytes(self) -> int:
+        return sum(int(p["size"]) for p in self.state["parts"].values())
+
+    @property
+    def done(self) -> bool:
+        return bool(self.state.get("done"))
+
+    def _call(self, what: str, fn: Callable[..., Any], **kw: Any) -> Any:
+        try:
+            return fn(Bucket=self.bucket, Key=self.key, **kw)
+        except Exception as e:
+            if error_code(e) == "NoSuchUpload":
+                raise UploadGone(f"{what} {self.key}: the store lost the multipart upload") from e
+            raise map_error(e, f"{what} {self.key}") from e
+
+    def _ensure_started(self) -> str:
+        if not self.state.get("upload_id"):
+            resp = self._call("create_multipart_upload", self.client.create_multipart_upload,
+                              ContentType=self.content_type)  # fmt: skip
+            self.state["upload_id"] = resp["UploadId"]
+            self.state["parts"] = {}
+            self.save()  # before a byte is sent: a crash leaves an id to resume or abort
+            log.info("%s live upload of %s started", logs.UPLOAD, self.key)
+        return str(self.state["upload_id"])
+
+    def due_parts(self, mp4: LiveMP4, durable_length: int, final: bool) -> list[tuple[int, int, int]]:
+        """(n, start, end) of the parts that can go now and have not gone."""
+        size = durable_length
+        p = self.part_bytes
+        count = math.ceil(size / p) if final else size // p
+        lo, hi = mp4.provisional
+        out = []
+        for n in range(1, count + 1):
+            start, end = (n - 1) * p, min(n * p, size)
+            if str(n) in self.state["parts"]:
+                continue
+            if not final and start < hi and end > lo:
+                continue  # holds the open box's header: it goes when that is known
+            out.append((n, start, end))
+        return out
+
+    def send_part(self, mp4: LiveMP4, n: int, start: int, end: int) -> int:
+        upload_id = self._ensure_started()
+        data = mp4.read(start, end)
+        md5 = hashlib.md5(data).hexdigest()
+        resp = self._call(f"upload_part {n}", self.client.upload_part, UploadId=upload_id, PartNumber=n,
+                          Body=self.wrap(data), ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode())  # fmt: skip
+        etag = str(resp.get("ETag", "")).strip('"')
+        if len(etag) == 32 and etag != md5:
+            raise TransientError(f"upload_part {n} {self.key}: stored with a different MD5 than sent")
+        self.state["parts"][str(n)] = {"etag": etag, "size": len(data), "md5": md5}
+        self.save()
+        return len(data)
+
+    def complete(self, size: int, sha256: str) -> dict[str, Any]:
+        """Complete and verify (size, and the ETag the store computes from the parts' MD5s)."""
+        upload_id = self._ensure_started()
+        parts = self.state["parts"]
+        count = math.ceil(size / self.part_bytes)
+        missing = [n for n in range(1, count + 1) if str(n) not in parts]
+        if missing:
+            raise TransientError(f"complete {self.key}: parts {missing} not sent yet")
+        listed = [{"PartNumber": n, "ETag": parts[str(n)]["etag"]} for n in range(1, count + 1)]
+        try:
+            self._call("complete_multipart_upload", self.client.complete_multipart_upload, UploadId=upload_id,
+                       MultipartUpload={"Parts": listed})  # fmt: skip
+        except UploadGone:
+            # Perhaps completed before a crash and only its answer lost: the object says.
+            if not self._matches(size, count):
+                raise
+        if not self._matches(size, count):
+            raise TransientError(f"upload {self.key}: the stored object is not the one sent (size or ETag)")
+        done = {"size": size, "sha256": sha256, "parts": count}
+        self.state["done"] = done
+        self.save()
+        log.info(
+            "%s live upload of %s completed: %d parts, %.1f MB", logs.UPLOAD, self.key, count, size / 1e6
+        )
+        return done
+
+    def _expected_etag(self, count: int) -> str:
+        md5s = b"".join(bytes.fromhex(self.state["parts"][str(n)]["md5"]) for n in range(1, count + 1))
+        return f"{hashlib.md5(md5s).hexdigest()}-{count}"
+
+    def _matches(self, size: int, count: int) -> bool:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.key)
+        except Exception as e:
+            if error_code(e) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise map_error(e, f"head_object {self.key}") from e
+        etag = str(head.get("ETag", "")).strip('"')
+        return int(head.get("ContentLength", -1)) == size and etag == self._expected_etag(count)
+
+    def restart(self) -> None:
+        """The store lost the upload: a new one, every part again."""
+        self.state.pop("upload_id", None)
+        self.state["parts"] = {}
+        self.save()
+
+    def abort(self) -> None:
+        upload_id = self.state.get("upload_id")
+        if not upload_id or self.done:
+            return
+        try:
+            self._call("abort_multipart_upload", self.client.abort_multipart_upload, UploadId=upload_id)
+        except UploadGone:
+            pass
+        self.state.pop("upload_id", None)
+        self.state["parts"] = {}
+        self.save()
+        log.info("%s live upload of %s aborted", logs.UPLOAD, self.key)
