@@ -5,12 +5,15 @@ that is only held back once it is on the wire, and how status shows the cap."""
 from __future__ import annotations
 
 import datetime as dt
+import string
 import types
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from conftest import base_sections, render_toml
 from venuecam import config
@@ -52,6 +55,18 @@ def test_cap_forms_are_read_and_dumped_back(
     assert cfg.storage.venue_timezone == "Asia/Jakarta"  # the windows are venue time
     again = config.loads(config.dump(cfg).replace(config.MASK, "x"), source="dump")
     assert again.storage.max_upload_mbit == windows
+
+
+def load_raw(tmp_path: Path, line: str) -> config.Config:
+    text = render_toml(base_sections(tmp_path)).replace("[storage]\n", f"[storage]\n{line}\n", 1)
+    return config.loads(text, source=str(tmp_path / "venuecam.toml"))
+
+
+def test_toml_local_times_are_read_too(tmp_path: Path) -> None:
+    cfg = load_raw(tmp_path, "max_upload_mbit = [{ mbit = 4, from = 22:00:00, to = 06:30:00 }]")
+    assert cfg.storage.max_upload_mbit == (CapWindow(4.0, 22 * 60, 6 * 60 + 30),)
+    with pytest.raises(ConfigError, match=r"max_upload_mbit\[0\]\.from: expected a venue-local time"):
+        load_raw(tmp_path, "max_upload_mbit = [{ mbit = 4, from = 22:00:30, to = 06:30:00 }]")
 
 
 def test_no_cap_when_absent(tmp_path: Path) -> None:
@@ -101,6 +116,63 @@ def test_each_bad_cap_is_refused_by_name(tmp_path: Path, value: Any, expected: s
         load(tmp_path, value)
     assert str(tmp_path / "venuecam.toml") in str(err.value)
     assert expected in str(err.value)
+
+
+hhmm = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.sampled_from([0, 30]))
+times = st.one_of(
+    hhmm, st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 26), st.sampled_from([0, 59, 60])),
+    st.text(alphabet="0123456789:", max_size=6), st.integers(-5, 2400),
+)  # fmt: skip
+rates = st.one_of(
+    st.integers(-5, 2000), st.floats(-1, 2000, allow_nan=False), st.sampled_from([0.5, 1000, 8])
+)
+good = st.fixed_dictionaries({"mbit": st.sampled_from([1, 8, 15.5]), "from": hhmm, "to": hhmm})
+tables = st.dictionaries(st.sampled_from(["mbit", "from", "to", "days"]), st.one_of(times, rates), max_size=4)
+
+
+def _disjoint(halves: list[int], wrap: bool, mbits: list[float]) -> list[dict[str, Any]]:
+    """Windows between sorted half-hour edges, the last one across midnight when `wrap`."""
+    edges = sorted(halves)
+    if wrap:
+        edges = edges[1:] + edges[:1]
+    pairs = [(edges[i], edges[i + 1]) for i in range(0, len(edges) - 1, 2)]
+    return [{"mbit": mbits[i % len(mbits)], "from": f"{a // 2:02d}:{a % 2 * 30:02d}",
+             "to": f"{b // 2:02d}:{b % 2 * 30:02d}"} for i, (a, b) in enumerate(pairs)]  # fmt: skip
+
+
+schedules = st.builds(_disjoint, st.lists(st.integers(0, 47), unique=True, min_size=2, max_size=8), st.booleans(),
+                      st.lists(st.sampled_from([1, 8, 15.5]), min_size=1, max_size=3))  # fmt: skip
+caps = st.one_of(
+    schedules,
+    rates, st.text(alphabet=string.ascii_letters + string.digits + ":. ", max_size=5),
+    st.lists(st.one_of(good, good, tables, rates), max_size=4),
+)  # fmt: skip
+sample_minutes = st.integers(0, 24 * 60 - 1)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=caps, minute=sample_minutes)
+def test_any_cap_is_accepted_and_scheduled_or_refused_by_name(
+    tmp_path: Path, value: Any, minute: int
+) -> None:
+    try:
+        cfg = load(tmp_path, value)
+    except ConfigError as e:
+        assert "storage.max_upload_mbit" in str(e), e
+        event("refused")
+        return
+    windows = cfg.storage.max_upload_mbit
+    event(f"accepted, {len(windows)} window(s)")
+    for m in range(24 * 60):  # no minute of the day in two windows
+        assert sum(w.covers(m) for w in windows) <= 1
+    now = at("00:00") + dt.timedelta(minutes=minute)
+    cap = ratecap.cap_at(windows, now)
+    assert cap.mbit == ratecap.mbit_at(windows, minute)
+    if cap.until is not None:  # the first moment ahead with another rate, within a day
+        assert now < cap.until <= now + dt.timedelta(days=1)
+        ahead = cap.until - now
+        assert ratecap.mbit_at(windows, (minute + ahead.total_seconds() / 60) % 1440) == cap.next_mbit
+        assert cap.next_mbit != cap.mbit
 
 
 # ---------------------------------------------------------------- the schedule

@@ -8,6 +8,7 @@ Fields marked `secret()` are masked by `dump()` and registered with the log reda
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import tomllib
 import types
@@ -490,7 +491,9 @@ def _cap_mbit(value: float, source: str, key: str) -> float:
 
 
 def _cap_time(value: Any, source: str, key: str) -> int:
-    """ "17:30" -> 1050 minutes after midnight."""
+    """ "17:30" -> 1050 minutes after midnight (a TOML local time, 17:30:00, is read too)."""
+    if isinstance(value, datetime.time) and not (value.second or value.microsecond):
+        return value.hour * 60 + value.minute
     if isinstance(value, str) and len(value) == 5 and value[2] == ":":
         h, m = value[:2], value[3:]
         if h.isdigit() and m.isdigit() and h.isascii() and m.isascii() and int(h) < 24 and int(m) < 60:
