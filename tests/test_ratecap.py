@@ -303,7 +303,7 @@ def test_a_long_upload_slows_down_at_the_window_edge_and_speeds_up_at_the_next()
     t17 = at("17:00").timestamp()
     assert sent_between(trace, t17 - 2, t17) > 150e6  # uncapped: the link's 100 MB/s
     for start, mbit in ((t17, 8.0), (t17 + 60, 15.0)):
-        rate = mbit * 1e6 / 8
+        rate = ratecap.bytes_per_s(mbit)
         for a in range(0, 60, 10):  # every 10 s of the window: the cap, at most a burst more
             got = sent_between(trace, start + a, start + a + 10)
             assert 0.97 * rate * 10 <= got <= rate * 10 + ratecap.burst_for(rate) + 128 * 1024, (mbit, a, got)
@@ -315,7 +315,7 @@ def test_capped_reads_are_small_steps() -> None:
     cap = clock.cap((CapWindow(8.0, 0, 1440),))
     assert cap.acquire_some(128 * 1024) == ratecap.SLICE_BYTES
     fast = clock.cap((CapWindow(400.0, 0, 1440),))
-    assert fast.acquire_some(4 * 1024 * 1024) == 500_000  # 10 ms of 400 Mbit/s
+    assert fast.acquire_some(4 * 1024 * 1024) == int(ratecap.bytes_per_s(400) * 0.01)  # 10 ms of it
     assert clock.cap(()).acquire_some(128 * 1024) == 128 * 1024  # no cap: as asked
 
 
@@ -339,7 +339,7 @@ def test_concurrent_senders_share_one_budget() -> None:
     while clock.wall - start < 20:  # four senders take turns; the waits add up on one clock
         for _ in range(4):
             total += cap.acquire_some(64 * 1024)
-    rate = 4e6 / 8
+    rate = ratecap.bytes_per_s(4)
     assert total <= rate * (clock.wall - start) + ratecap.burst_for(rate) + 64 * 1024
 
 
@@ -381,7 +381,7 @@ def test_a_body_is_held_back_only_once_it_is_on_the_wire() -> None:
         assert len(chunk) == ratecap.SLICE_BYTES
         got += chunk
     assert got == data
-    rate = 4e6 / 8
+    rate = ratecap.bytes_per_s(4)
     assert clock.mono - 1000.0 == pytest.approx((len(data) - ratecap.burst_for(rate)) / rate, rel=0.02)
 
 

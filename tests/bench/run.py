@@ -38,9 +38,9 @@ TARGETS = {
     "resume_after_heal_s": "<= 1",
     "offline_detect_s": "<= 10",
     "drain_start_s": "<= 5",
-    "upload_cap_8mbit_ratio": "0.9 to 1.0 (of the cap)",
-    "upload_cap_8mbit_3x_ratio": "0.9 to 1.0 (of the cap)",
-    "upload_cap_peak_1s_ratio": "<= 1.25 (a burst of 0.25 s)",
+    "upload_cap_8mbit_ratio": "0.9 to 0.952 (bodies at cap / 1.05)",
+    "upload_cap_8mbit_3x_ratio": "0.9 to 0.952 (bodies at cap / 1.05)",
+    "upload_cap_peak_1s_ratio": "<= 1.2 (a burst of 0.25 s)",
 }
 
 
