@@ -15,7 +15,15 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).parent
-MODULES = ["clip_bench", "status_bench", "stack_bench", "net_bench", "resilience_bench", "page_bench"]
+MODULES = [
+    "clip_bench",
+    "status_bench",
+    "stack_bench",
+    "net_bench",
+    "resilience_bench",
+    "page_bench",
+    "cap_bench",
+]
 TARGETS = {
     "clip_vs_cp_ratio": "<= 1.5",
     "reencode_vs_clip_ratio": ">= 20",
@@ -30,6 +38,9 @@ TARGETS = {
     "resume_after_heal_s": "<= 1",
     "offline_detect_s": "<= 10",
     "drain_start_s": "<= 5",
+    "upload_cap_8mbit_ratio": "0.9 to 0.952 (bodies at cap / 1.05)",
+    "upload_cap_8mbit_3x_ratio": "0.9 to 0.952 (bodies at cap / 1.05)",
+    "upload_cap_peak_1s_ratio": "<= 1.2 (a burst of 0.25 s)",
 }
 
 

@@ -22,6 +22,7 @@ from venuecam import shared_state
 from venuecam.config import Config
 from venuecam.models import TASK_TYPES, PendingTask, Segment, SyncJob, TaskStatus, TaskType
 from venuecam.status import clock, supervisor_rpc
+from venuecam.storage import ratecap
 from venuecam.timeutil import iso, naive_utc_to_ts, utcnow
 
 UNKNOWN_CONNECTIVITY = {
@@ -301,6 +302,7 @@ def collect(
         "recent_uploads_24h": recent_uploads(now),
         "cameras": cameras(cfg, now),
         "disk": disk(cfg),
+        "upload_cap": upload_cap(cfg, now),
         "clock": clock.read_clock(now).as_dict() if with_clock else None,
         "programs": supervisor_rpc.program_states(cfg.supervisor_socket) if with_programs else None,
         "leds": stored["leds"],
@@ -308,6 +310,23 @@ def collect(
         "update": update_facts(cfg),
     }
     return snapshot
+
+
+def upload_cap(cfg: Config, now: dt.datetime) -> dict[str, Any]:
+    """The upload cap in force at `now` (naive UTC) by `storage.max_upload_mbit`, and the
+    schedule; times of day in venue time, `until` also as UTC like every other timestamp."""
+    windows = cfg.storage.max_upload_mbit
+    local = now.replace(tzinfo=dt.UTC).astimezone(cfg.tz)
+    cap = ratecap.cap_at(windows, local)
+    until = cap.until
+    return {
+        "mbit": cap.mbit,
+        "until": None if until is None else iso(until.astimezone(dt.UTC).replace(tzinfo=None)),
+        "until_local": None if until is None else until.strftime("%H:%M"),
+        "next_mbit": cap.next_mbit,
+        "schedule": [w.as_table() for w in windows],
+        "timezone": cfg.device.timezone,
+    }
 
 
 def update_facts(cfg: Config) -> dict[str, Any]:

@@ -149,6 +149,10 @@ def render(data: dict[str, Any], color: bool = False) -> str:
     else:
         out.append(f"disk:      unknown ({d.get('error', '?')})")
 
+    cap = data.get("upload_cap")
+    if cap:
+        out.append(f"upload:    {upload_cap_text(cap)}")
+
     c = data.get("clock")
     if c:
         if not c["clock_set"]:
@@ -205,6 +209,19 @@ def render(data: dict[str, Any], color: bool = False) -> str:
         when = f", finished {_ago(sync['finishedAt'], now)} ago" if sync.get("finishedAt") else ""
         out.append(f"last sync: {sync['jobId']} {sync['state']}{when}")
     return "\n".join(out) + "\n"
+
+
+def mbit(value: float) -> str:
+    return f"{value:g} Mbit/s"
+
+
+def upload_cap_text(cap: dict[str, Any]) -> str:
+    """ "cap 8 Mbit/s until 23:00, then 15 Mbit/s", "no cap until 17:00, then 8 Mbit/s", ..."""
+    now = "no cap" if cap.get("mbit") is None else f"cap {mbit(cap['mbit'])}"
+    if not cap.get("until_local"):
+        return now if cap.get("mbit") is None else f"{now} all day"
+    then = "no cap" if cap.get("next_mbit") is None else mbit(cap["next_mbit"])
+    return f"{now} until {cap['until_local']}, then {then}"
 
 
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], max_width: int = 60) -> str:

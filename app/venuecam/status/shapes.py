@@ -141,6 +141,9 @@ def metrics(snapshot: dict[str, Any]) -> str:
     )
     metric("venuecam_uploads_completed_24h", "gauge", "Uploads completed in the last 24 h.",
            [({}, snapshot["recent_uploads_24h"])])  # fmt: skip
+    cap = snapshot.get("upload_cap") or {}
+    metric("venuecam_upload_cap_mbit", "gauge", "The upload cap in force now in Mbit/s (0: no cap).",
+           [({}, cap.get("mbit") or 0)])  # fmt: skip
     status = snapshot["connectivity"]["status"]
     metric(
         "venuecam_online", "gauge", "1 when the watchdog says ONLINE.", [({}, 1 if status == "ONLINE" else 0)]

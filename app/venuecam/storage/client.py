@@ -7,6 +7,7 @@
   0.16 of the link, BBR 0.905), keepalive and TCP_USER_TIMEOUT so a dead link is noticed
   instead of hanging on a half-open connection, and a cap on unsent bytes in the kernel
   (TCP_NOTSENT_LOWAT) that times when the next part starts.
+- The box's upload cap (`ratecap`) on every PutObject and UploadPart.
 
 boto3 is imported inside functions only: it costs 40-50 MB RSS and most processes never upload.
 """
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from venuecam.errors import AuthError, OfflineError, PermanentError, TransientError, VenuecamError
 from venuecam.logs import redact
-from venuecam.storage import botocore_patch
+from venuecam.storage import botocore_patch, ratecap
 
 if TYPE_CHECKING:
     from venuecam.config import StorageConfig
@@ -125,8 +126,12 @@ def make_client(
     max_attempts: int = 2,
     congestion: str = PREFERRED_CONGESTION,
     user_timeout_s: float = USER_TIMEOUT_S,
+    cap: ratecap.UploadCap | None = None,
 ) -> Any:
-    """A boto3 S3 client for the configured store (R2, or any S3 endpoint such as moto)."""
+    """A boto3 S3 client for the configured store (R2, or any S3 endpoint such as moto).
+
+    Every object it puts and every part it sends is held to the box's upload cap
+    (`storage.max_upload_mbit`; `cap`: another one, for tests)."""
     import boto3
     from botocore.config import Config as BotoConfig
 
@@ -161,6 +166,7 @@ def make_client(
         )
         log.warning("storage: could not set TCP socket options on the S3 client; using system defaults")
     _settings[client] = settings
+    ratecap.install(client, cap or ratecap.shared(storage))
     return client
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import io
 import logging
 import math
 import mimetypes
@@ -34,6 +33,7 @@ from typing import Any
 
 from venuecam import logs
 from venuecam.errors import BadInputError, TransientError
+from venuecam.storage import ratecap
 from venuecam.storage.client import error_code, map_error
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,9 @@ def _put_single(
     md5 = hashlib.md5(data)
     if should_stop and should_stop():
         raise UploadStopped(f"upload {key}: stopped before sending")
-    _call(f"put_object {key}", client.put_object, Bucket=bucket, Key=key, Body=data,
+    ratecap.watch_sending(client)
+    body = ratecap.cap_of(client).body(data)  # held to the box's upload cap as it is sent
+    _call(f"put_object {key}", client.put_object, Bucket=bucket, Key=key, Body=body,
           ContentMD5=_b64(md5.digest()), ContentType=ctype)  # fmt: skip
     etag = _verify(client, bucket, key, len(data), md5.hexdigest(), state, save_state)
     result = UploadResult(
@@ -298,17 +300,16 @@ def _multipart(
     return result
 
 
-class _PartBody(io.BytesIO):
-    """A part's bytes as a request body that notices when the last of them has been handed
-    to the socket (`handed_over`): from then on the part only waits for the store's answer."""
+class _PartBody(ratecap.ThrottledBody):
+    """A part's bytes as a request body, held to the box's upload cap as they are sent, that
+    notices when the last of them has been handed to the socket (`handed_over`): from then on
+    the part only waits for the store's answer. Reads before `on_wire` (set just before the
+    request goes out) are botocore looking at the body, not sending it."""
 
-    def __init__(self, data: bytes, wake: threading.Event, expect_continue: bool) -> None:
-        super().__init__(data)
-        self.size = len(data)
-        self.expect_continue = expect_continue
-        # Set just before the request goes out (`_mark_on_wire`): reads before that are
-        # botocore hashing the body for the signature, not sending it.
-        self.on_wire = False
+    def __init__(
+        self, data: bytes, cap: ratecap.UploadCap, wake: threading.Event, expect_continue: bool
+    ) -> None:
+        super().__init__(data, cap, expect_continue)
         self.handed_over = threading.Event()
         self._wake = wake
 
@@ -318,21 +319,6 @@ class _PartBody(io.BytesIO):
             self.handed_over.set()
             self._wake.set()
         return chunk
-
-
-def _mark_on_wire(request: Any = None, **_: Any) -> None:
-    """botocore's before-send hook: the request is signed and about to be written.
-
-    botocore asks for `Expect: 100-continue` on every part: the body waits a round trip for
-    the store's go-ahead. Only the first part of an upload keeps it (a store that refuses us,
-    say revoked credentials, says so before 16 MiB cross the link, and cleanly rather than by
-    closing the connection mid-body); the others go straight out. The header is not signed.
-    """
-    body = getattr(request, "body", None)
-    if isinstance(body, _PartBody):
-        body.on_wire = True
-        if not body.expect_continue:
-            request.headers.pop("Expect", None)
 
 
 class _PartSender:
@@ -346,8 +332,13 @@ class _PartSender:
     RTT, 256 MiB: goodput 0.85 -> 0.92 at 0% loss). How much of the previous part is still
     to go at that moment is set by the socket's unsent-data cap (client.NOTSENT_LOWAT_BYTES):
     about 0.6 s of it lets the next connection ramp up unseen; much more and the two share the
-    link so long that the newcomer's BBR settles on half of it. Parts after the first do not
-    wait a round trip for `100-continue` (`_mark_on_wire`). Only one part is being
+    link so long that the newcomer's BBR settles on half of it.
+
+    botocore asks for `Expect: 100-continue` on every part: the body waits a round trip for
+    the store's go-ahead. Only the first part of an upload keeps it (a store that refuses us,
+    say revoked credentials, says so before 16 MiB cross the link, and cleanly rather than by
+    closing the connection mid-body); the others go straight out (`ratecap.mark_on_wire`
+    drops the header, which is not signed). Only one part is being
     read into a socket at a time, so a kill leaves about one part to send again; `parallel` caps how many parts may be waiting for answers (one slow answer does not hold
     up the link).
     Answers are handed to the caller's thread (`wait_ready`, `drain`): state is saved there.
@@ -364,13 +355,11 @@ class _PartSender:
         self._running: dict[int, tuple[Future[str], _PartBody]] = {}
         self._last: _PartBody | None = None
         self._error: BaseException | None = None
-        # unique_id: registered once per client however many uploads it runs.
-        client.meta.events.register(
-            "before-send.s3.UploadPart", _mark_on_wire, unique_id="venuecam-part-on-wire"
-        )
+        self._cap = ratecap.cap_of(client)  # the box's upload cap, shared with every upload
+        ratecap.watch_sending(client)  # once per client however many uploads it runs
 
     def submit(self, n: int, data: bytes, md5_b64: str) -> None:
-        body = _PartBody(data, self._wake, expect_continue=self._last is None)
+        body = _PartBody(data, self._cap, self._wake, expect_continue=self._last is None)
         future = self._pool.submit(self._send, n, body, md5_b64)
         future.add_done_callback(lambda _f: self._wake.set())
         self._running[n] = (future, body)
