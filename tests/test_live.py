@@ -504,3 +504,29 @@ def test_a_camera_restarting_mid_booking_gives_one_video_spanning_the_restart_wi
     got = stored(env, video.mp4_key, tmp_path)
     assert decode_errors(got) == ""
     assert abs(float(ffprobe(got)["format"]["duration"]) - (end - start - 4)) <= 1.0
+
+
+def test_live_uploads_keep_to_the_upload_cap(
+    make_config: Any, s3: S3Server, tmp_path: Path, footage: list[Path]
+) -> None:
+    """storage.max_upload_mbit holds for the live path too (its client is capped like every
+    other upload): the bytes of a live video take at least as long as the cap allows."""
+    cfg = make_config(storage={"endpoint_url": s3.endpoint, "max_upload_mbit": 8})
+    database = db_mod.open_db(cfg.db_path)
+    try:
+        base = naive_utc_to_ts(utcnow()) - 3600
+        paths = [Path(shutil.copy(p, tmp_path / p.name)) for p in footage]
+        env = Env(cfg, s3, None, as_segments(paths, base), base)  # type: ignore[arg-type]
+        start, end = base + 3, base + 37
+        add_booking(cfg, start, end)
+        play = Play(env)
+        clip = play.start(start)
+        began = time.monotonic()
+        assert play.run(start, end + 10)[0] == DONE
+        elapsed = time.monotonic() - began
+        sent = clip.upload.sent_bytes + sum(
+            Path(p).stat().st_size for p in (clip.preview_path, clip.thumb_path)
+        )
+        assert elapsed >= sent * 8 / 8e6 * 0.95, f"{sent} bytes in {elapsed:.2f} s: faster than 8 Mbit/s"
+    finally:
+        database.close()
