@@ -210,6 +210,9 @@ def test_a_booking_is_recorded_cut_uploaded_and_notified_on_the_pi3(
     body = client.get_object(Bucket="venue-videos", Key=key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == note["sha256"] and len(body) == note["size_bytes"]
     assert abs(float(note["duration_seconds"]) - (end - start)) <= 4.5  # a segment of slack
+    # Built and sent while the booking was played (clips.live), on the Pi's own ffmpeg and Python.
+    worker_log = box.out("cat /var/log/venuecam/worker.log")
+    assert f"Upload completed live for {uid}" in worker_log, worker_log[-3000:]
 
 
 def test_online_led_follows_the_network_cable_on_the_pi3(pi3_box: qemu_pi.PiBox) -> None:
