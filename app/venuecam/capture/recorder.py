@@ -33,6 +33,7 @@ from .command import (
     SourceKind,
     build_ffmpeg_argv,
     choose_encoder,
+    ffmpeg_env,
     rtsp_probe_argv,
     source_kind,
 )
@@ -151,7 +152,9 @@ class Recorder:
         name = self.cam.name
         picam = PicameraSource(self.cam, self.picamera_api) if self.kind is SourceKind.PICAMERA2 else None
         stdin = subprocess.PIPE if picam else subprocess.DEVNULL
-        proc = popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = popen(
+            argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ffmpeg_env(os.environ)
+        )
         self._run_info = None
         started = self.mono()
         anchor = AnchorEstimator(fallback=started)
