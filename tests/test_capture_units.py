@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from venuecam.capture.command import build_ffmpeg_argv, copies_stream, rtsp_probe_argv, source_kind
+from venuecam.capture.command import (
+    build_ffmpeg_argv,
+    copies_stream,
+    ffmpeg_env,
+    rtsp_probe_argv,
+    source_kind,
+)
 from venuecam.capture.indexer import leftover_starts
 from venuecam.capture.segments import (
     AnchorEstimator,
@@ -75,6 +81,27 @@ def test_output_is_mpegts_segments_with_a_csv_list_in_the_run_dir(tmp_path: Path
     assert value_after(argv, "-segment_list_type") == "csv"
     assert value_after(argv, "-progress") == "pipe:1"
     assert argv[-1] == str(tmp_path / "%06d.ts")
+
+
+@pytest.mark.parametrize(
+    ("source", "input_codec"),
+    [("testsrc", None), ("rtsp://cam/stream", "h264"), ("rtsp://cam/stream", "hevc"), ("/dev/video0", None),
+     ("/dev/video0", "h264"), ("picamera2", None)],
+)  # fmt: skip
+def test_every_source_is_cut_on_the_clock(tmp_path: Path, source: str, input_codec: str | None) -> None:
+    argv = build_ffmpeg_argv(camera(source, segment_seconds=5), tmp_path, input_codec=input_codec)
+    assert value_after(argv, "-segment_atclocktime") == "1"
+    assert value_after(argv, "-segment_time") == "5"
+    # Boundaries on the multiples themselves, and no cut ever skipped after a late packet.
+    assert "-segment_clocktime_offset" not in argv
+    assert "-segment_clocktime_wrap_duration" not in argv
+    # The muxer's own options, so they must come after `-f segment` and before the output.
+    assert argv.index("segment") < argv.index("-segment_atclocktime") < len(argv) - 1
+
+
+def test_ffmpeg_cuts_on_utc_whatever_the_box_zone() -> None:
+    env = ffmpeg_env({"TZ": "Asia/Kolkata", "PATH": "/usr/bin"})
+    assert env == {"TZ": "UTC0", "PATH": "/usr/bin"}
 
 
 def test_rtsp_h264_is_copied_over_tcp_with_a_timeout(tmp_path: Path) -> None:

@@ -34,6 +34,15 @@ def test_example_config_is_valid() -> None:
         (lambda s: s["device"].pop("venue_id"), "device.venue_id: required"),
         (lambda s: s["cameras"][0].update(fps="fast"), "cameras[0].fps: expected an integer, got str"),
         (lambda s: s["cameras"][0].update(source="ftp://x"), "cameras[0].source: expected rtsp://"),
+        (
+            lambda s: s["cameras"][0].update(segment_seconds=7),
+            "cameras[0].segment_seconds: camera CAMERA_A: expected a divisor of 3600",
+        ),
+        (lambda s: s["cameras"][0].update(segment_seconds=7200), "got 7200"),
+        (
+            lambda s: s["cameras"][0].update(segment_seconds=0),
+            "cameras[0].segment_seconds: expected a positive",
+        ),
         (lambda s: s["device"].update(timezone="Mars/Olympus"), "device.timezone: unknown time zone"),
         (lambda s: s["queue"].update(upload_schedule_s=[]), "queue.upload_schedule_s"),
         (lambda s: s["queue"].update(sync_schedule_s=[5, -1]), "queue.sync_schedule_s: expected a non-empty"),
@@ -53,6 +62,13 @@ def test_bad_config_names_file_key_and_expectation(tmp_path: Path, mutate, expec
         config.load(path)
     assert str(path) in str(err.value)
     assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("seconds", [1, 2, 5, 10, 15, 45, 60, 300, 3600])
+def test_segment_seconds_dividing_an_hour_are_accepted(tmp_path: Path, seconds: int) -> None:
+    sections = base_sections(tmp_path)
+    sections["cameras"][0]["segment_seconds"] = seconds
+    assert config.load(write(tmp_path, render_toml(sections))).cameras[0].segment_seconds == seconds
 
 
 def test_not_toml_and_missing_file(tmp_path: Path) -> None:

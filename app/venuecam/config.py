@@ -45,6 +45,10 @@ class DeviceConfig:
     demo: bool = False
 
 
+# Segments are cut at the multiples of segment_seconds of the clock: it must divide this.
+SEGMENT_CLOCK_S = 3600
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     name: str
@@ -554,6 +558,14 @@ def _check_semantics(cfg: Config, source: str) -> None:
         for attr in ("segment_seconds", "width", "height", "fps", "bitrate_kbps", "stall_timeout_s"):
             if getattr(cam, attr) <= 0:
                 raise ConfigError(f"{source}: {key}.{attr}: expected a positive integer")
+        if SEGMENT_CLOCK_S % cam.segment_seconds:
+            # Capture cuts segments on the clock (capture/command.py): only a divisor of an
+            # hour puts a boundary on every whole hour and keeps the pattern from slipping.
+            raise ConfigError(
+                f"{source}: {key}.segment_seconds: camera {cam.name}: expected a divisor of "
+                f"{SEGMENT_CLOCK_S} (1, 2, 5, 10, 15, 20, 30, 60, ...; segments are cut on the clock), "
+                f"got {cam.segment_seconds}"
+            )
     for name in ("upload_schedule_s", "notify_schedule_s", "clip_schedule_s", "sync_schedule_s"):
         sched = getattr(cfg.queue, name)
         if not sched or any(s < 0 for s in sched):

@@ -4,10 +4,20 @@ Every source ends in the same output: MPEG-TS segments (readable up to the last 
 packet after a SIGKILL or power cut) written by the segment muxer into a per-run directory,
 a CSV segment list that names a segment only once it is closed, and `-progress` key=value
 lines on stdout from which the recorder learns the wall-clock time of media time zero.
+
+Segments are cut on the wall clock (`-segment_atclocktime`): a new one starts at the first
+keyframe ffmpeg muxes at or after each multiple of `segment_seconds` of UTC time, so a booking
+that starts or ends on such a multiple starts or ends on a boundary (within one keyframe
+interval), and the segment holding its end closes right after the end. A run's first segment
+is shorter (from the start to the next boundary). ffmpeg reads the clock of day as local time:
+it runs with TZ=UTC (`FFMPEG_ENV`), so boundaries do not depend on the box's time zone or
+daylight saving time, and config requires `segment_seconds` to divide an hour, so boundaries
+fall on every whole hour and the pattern does not slip at midnight.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
@@ -19,6 +29,14 @@ SEGMENT_PATTERN = "%06d.ts"
 PROGRESS_PERIOD_S = 0.5
 # A dead RTSP camera must make ffmpeg fail, not wait forever (microseconds).
 RTSP_IO_TIMEOUT_US = 5_000_000
+# Set in ffmpeg's environment: `-segment_atclocktime` cuts on local time, and UTC has neither
+# a zone offset nor daylight saving jumps. "UTC0" is POSIX syntax: no tz database needed.
+FFMPEG_ENV = {"TZ": "UTC0"}
+
+
+def ffmpeg_env(base: Mapping[str, str]) -> dict[str, str]:
+    """The environment ffmpeg records in: `base` (the program's own) with `FFMPEG_ENV`."""
+    return {**base, **FFMPEG_ENV}
 
 
 class SourceKind(StrEnum):
@@ -160,6 +178,12 @@ def build_ffmpeg_argv(
         *input_args(cam, input_codec),
         "-map", "0:v:0", "-an", *codec,
         "-f", "segment", "-segment_time", str(cam.segment_seconds), "-segment_format", "mpegts",
+        # Cut at each multiple of segment_time of the (UTC) clock, at the next keyframe. The
+        # wrap duration is left unlimited on purpose: a clock step (NTP, fake-hwclock) then
+        # costs at most one short segment, and no cut is ever skipped (a limit would skip the
+        # cut whenever no packet reaches the muxer soon enough after the boundary, and make a
+        # segment of up to twice segment_time). The offset stays 0: boundaries on the multiples.
+        "-segment_atclocktime", "1",
         "-reset_timestamps", "0",
         # Write each packet through, so a SIGKILL or power cut loses only what the kernel had
         # not written back, not ffmpeg's own buffer (a whole short segment at low bitrates).

@@ -33,6 +33,7 @@ from .command import (
     SourceKind,
     build_ffmpeg_argv,
     choose_encoder,
+    ffmpeg_env,
     rtsp_probe_argv,
     source_kind,
 )
@@ -151,7 +152,9 @@ class Recorder:
         name = self.cam.name
         picam = PicameraSource(self.cam, self.picamera_api) if self.kind is SourceKind.PICAMERA2 else None
         stdin = subprocess.PIPE if picam else subprocess.DEVNULL
-        proc = popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = popen(
+            argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ffmpeg_env(os.environ)
+        )
         self._run_info = None
         started = self.mono()
         anchor = AnchorEstimator(fallback=started)
@@ -170,7 +173,10 @@ class Recorder:
             log.error("%s camera %s: %s", logs.CAPTURE, name, e)
         finally:
             self._stop_ffmpeg(proc, picam)
-            self._read_list(run_dir, anchor)
+            # What ffmpeg listed as it stopped times no anchor: the last segment's end there
+            # is its last frame's end (the trailer's), which had not yet come to pass when
+            # the stop was read, and would pull that segment up to a frame early.
+            self._read_list(run_dir, anchor, sample=False)
             self._file_pending(run_dir, anchor, everything=True)
             self._save_anchor(run_dir, anchor)
             indexer.recover_run(self.index, self.segments_dir, name, run_dir, self.cam.segment_seconds)
@@ -257,8 +263,9 @@ class Recorder:
             for key, _ in ready:
                 self._read_stream(sel, key, proc, anchor, run_dir)
 
-    def _read_list(self, run_dir: Path, anchor: AnchorEstimator) -> int:
-        """Queue every segment the list newly names as closed. Returns how many."""
+    def _read_list(self, run_dir: Path, anchor: AnchorEstimator, sample: bool = True) -> int:
+        """Queue every segment the list newly names as closed (each one a sample for the
+        anchor unless `sample` is False). Returns how many."""
         try:
             with open(run_dir / LIST_NAME, encoding="utf-8", errors="replace") as f:
                 f.seek(self._list_offset)
@@ -271,8 +278,10 @@ class Recorder:
         entries = parse_list(text[:cut])
         now = self.mono()
         for entry in entries:
-            # ffmpeg had media time `end` in hand by now: one more sample for the anchor.
-            anchor.add(now, entry.end)
+            # ffmpeg had media time `end` in hand by now (a running cut ends where the next
+            # segment's first frame begins): one more sample for the anchor.
+            if sample:
+                anchor.add(now, entry.end)
             self._pending.append((now, entry))
         return len(entries)
 

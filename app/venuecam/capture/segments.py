@@ -19,6 +19,15 @@ clock of a Pi that has no RTC) applies to every segment indexed after it.
 Accuracy: within about one frame plus one progress period's scheduling jitter of when the
 frame reached ffmpeg (tens of ms for testsrc and USB cameras). An RTSP camera's own
 encode-and-send latency (typically 0.2-1 s) is not visible to us and is not subtracted.
+
+Where the boundaries fall
+-------------------------
+ffmpeg cuts on the wall clock (`command.build_ffmpeg_argv`: at the first keyframe it muxes
+at or after each multiple of `segment_seconds`), and the anchor is learnt from when ffmpeg
+writes: both read the same clock at about the same moment, so a filed segment (all but a
+run's first) starts at or just after a multiple, within one keyframe interval plus the
+anchor's accuracy. Nothing here assumes a segment lasts `segment_seconds`: a run's first is
+shorter, a clock step makes one short one, and the list gives each its own bounds.
 """
 
 from __future__ import annotations
