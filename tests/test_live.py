@@ -159,6 +159,9 @@ def test_a_live_video_is_sent_during_the_booking_and_stored_right_after_its_end(
     # Part 1 holds the open box's header (its size is known at the end): part 2 went.
     assert during >= 5 * 1024 * 1024, "parts go while the booking is played"
     assert clip.summary()["recorded_bytes"] > during
+    # Near the end the open mdat box was closed: part 1 (its header) went during the booking.
+    assert "1" in clip.upload.state["parts"]
+    assert clip.summary()["recorded_bytes"] - during < 2 * 5 * 1024 * 1024
     outcome, t = play.run(end, end + 10)
     assert outcome == DONE and t <= end + 3  # the segment holding the end closes at end + 1 s
 

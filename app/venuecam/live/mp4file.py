@@ -105,6 +105,11 @@ class LiveMP4:
         os.truncate(self.records_path, self.samples * _RECORD.size)
         if self.track_path.exists():
             self.track = _load_track(self.track_path)
+        # A `close_box` cut short before its checkpoint wrote the box's real size: the open
+        # box's header is provisional again (the box goes on filling).
+        with open(self.path, "r+b") as f:
+            f.seek(self.box_start)
+            f.write(_mdat_header(self.box_bytes))
         # The hashes are not saved: read the file once to rebuild them (only after a restart).
         with open(self.path, "rb") as f:
             for chunk in _chunks(f, 0, self.box_start):
@@ -162,6 +167,24 @@ class LiveMP4:
         self.length += _BOX_HEADER
         self._spec = self._sha.copy()
         self._spec.update(header)
+
+    def close_box(self) -> None:
+        """End the open box where the file ends now (its header gets its real size) and open
+        a new one. Near a booking's end: the part holding the old header can then go during
+        the booking instead of after it. Costs one read of the box (page cache) for the hash."""
+        used = self.length - self.box_start
+        if used <= _BOX_HEADER:
+            return
+        header = _mdat_header(used)
+        sha = self._sha.copy()
+        sha.update(header)
+        with open(self.path, "r+b") as f:
+            f.seek(self.box_start)
+            f.write(header)
+            for chunk in _chunks(f, self.box_start + _BOX_HEADER, self.length):
+                sha.update(chunk)
+        self._sha = sha
+        self._open_box()
 
     def flush(self) -> None:
         for p in (self.path, self.records_path):
