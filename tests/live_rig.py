@@ -111,9 +111,12 @@ class Scenario:
 
     @property
     def path(self) -> str:
-        if self.live is None:
-            return "live (config default)" if has_live_switch() else "after-booking"
-        return "live" if self.live else "after-booking"
+        return "live" if self.expects_live else "after-booking"
+
+    @property
+    def expects_live(self) -> bool:
+        """Which path the config chooses: `clips.live` defaults to true where it exists."""
+        return has_live_switch() if self.live is None else self.live
 
 
 @dataclass
@@ -126,6 +129,7 @@ class VideoResult:
     sha256: str
     stored_bytes: int  # the three objects' bytes
     recorded_mbit: float  # the camera's rate over the booking, from its segments
+    made_by: str  # "live" or "after-booking": which path stored it (the worker's log says)
 
     @property
     def ready_s(self) -> float:
@@ -373,6 +377,7 @@ def _one_round(stack: Stack, cloud: Cloud, net: NetPair, scn: Scenario, k: int, 
     cpu1 = process_cpu_s(worker)
     if stack.pid("worker") != worker:
         raise RuntimeError("the worker restarted during the round: its CPU time is not one process's")
+    worker_log = stack.log("worker")
     videos = []
     for cam in cameras:
         uid = uids[cam["name"]]
@@ -390,7 +395,13 @@ def _one_round(stack: Stack, cloud: Cloud, net: NetPair, scn: Scenario, k: int, 
             unique_id=uid, camera=cam["name"], end_ts=end, notified_at=float(note["received_at"]),
             size=stored["size"], sha256=stored["sha256"], stored_bytes=sum(o["size"] for o in objs.values()),
             recorded_mbit=_recorded_mbit(stack, cam["name"], start, end),
+            made_by="live" if f"Upload completed live for {uid} " in worker_log else "after-booking",
         ))  # fmt: skip
+        if videos[-1].made_by != scn.path:
+            # A live video handed back would time the after-booking path under the live name.
+            raise AssertionError(
+                f"{uid} was stored by the {videos[-1].made_by} path, the run is for {scn.path}"
+            )
     return RoundResult(start, end, videos, tx1 - tx0, cpu_end - cpu0, cpu1 - cpu0, idle_rate)
 
 

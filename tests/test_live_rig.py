@@ -37,6 +37,7 @@ def test_one_short_booking_through_the_shaped_link(tmp_path: Path) -> None:
     (video,) = rnd.videos
     # The rig checked the bucket against the notification; check its record of it too.
     assert len(video.sha256) == 64 and video.size > 0
+    assert video.made_by == scn.path  # the path the config chose (live where clips.live exists)
     assert video.stored_bytes > video.size  # preview and thumbnail as well
     assert 0 < video.ready_s < 90, video.ready_s
     assert rnd.end_ts - rnd.start_ts == 20

@@ -21,7 +21,8 @@ booking (x40 at 60 minutes); the live path's tail does not.
   (the worker's idle baseline); `*_to_notified_*` count up to the last notification, where the
   after-booking path does its cutting and uploading.
 
-Until the build has `clips.live` (the live path), only the after-booking figures are made.
+A build without `clips.live` (before the live path) gives the after-booking figures only.
+Each run checks that its videos were stored by the path it is for (the worker's log).
 Env: VENUECAM_BENCH_LIVE_ONLY=single|busy; VENUECAM_BENCH_LIVE_PATHS=after|live (one path).
 Run alone: `flock /tmp/venuecam-heavy.lock .venv/bin/python tests/bench/run.py --only live_bench`.
 """
