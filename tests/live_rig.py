@@ -130,6 +130,9 @@ class VideoResult:
     stored_bytes: int  # the three objects' bytes
     recorded_mbit: float  # the camera's rate over the booking, from its segments
     made_by: str  # "live" or "after-booking": which path stored it (the worker's log says)
+    # How long after the booking's end its last segment ended (and so closed: capture is
+    # paced to the clock): a wait no path can shorten unless segments end on the booking's end.
+    segment_wait_s: float
 
     @property
     def ready_s(self) -> float:
@@ -142,6 +145,7 @@ class RoundResult:
     end_ts: float
     videos: list[VideoResult]
     tx_bytes: int  # device veth, booking start -> last notification
+    tail_tx_bytes: int  # ... of which after the booking's end: what was left to send
     cpu_booking_s: float  # the worker (and its children) during the booking
     cpu_total_s: float  # ... from the booking's start to the last notification
     idle_tx_bytes_per_s: float  # the device's background (probes, syncs) before the booking
@@ -172,6 +176,13 @@ class RunResult:
         cpu = sum(r.cpu_total_s if total else r.cpu_booking_s for r in self.rounds)
         recorded_h = sum(r.end_ts - r.start_ts for r in self.rounds) * self.scenario.cameras / 3600
         return cpu / recorded_h
+
+    def tail_mb(self) -> float:
+        """MB the device sent after the bookings' end, per round."""
+        return sum(r.tail_tx_bytes for r in self.rounds) / len(self.rounds) / 1e6
+
+    def segment_wait_s(self) -> float:
+        return sum(v.segment_wait_s for v in self.videos) / len(self.videos)
 
     def recorded_mbit(self) -> float:
         return sum(v.recorded_mbit for v in self.videos) / len(self.videos)
@@ -313,6 +324,20 @@ def _recorded_mbit(stack: Stack, camera: str, start: float, end: float) -> float
     return sum(r[0] for r in rows) * 8 / seconds / 1e6
 
 
+def _segment_wait_s(stack: Stack, camera: str, end: float) -> float:
+    """The end of the camera's first segment that reaches the booking's end, after that end."""
+    con = sqlite3.connect(stack.cfg.db_path, timeout=30)
+    try:
+        (last,) = con.execute(
+            "SELECT MIN(end_ts) FROM segments WHERE camera = ? AND end_ts >= ?", (camera, end - 0.05)
+        ).fetchone()
+    finally:
+        con.close()
+    if last is None:
+        raise AssertionError(f"{camera}: no segment reaches the booking's end {end}")
+    return float(last) - end
+
+
 def _segments_filed(stack: Stack, cameras: list[str]) -> bool:
     con = sqlite3.connect(stack.cfg.db_path, timeout=30)
     try:
@@ -366,6 +391,7 @@ def _one_round(stack: Stack, cloud: Cloud, net: NetPair, scn: Scenario, k: int, 
     cpu0 = process_cpu_s(worker)
     _sleep_until(end)
     cpu_end = process_cpu_s(worker)
+    tx_end = veth_tx_bytes(net)
     uids = {c["name"]: f"{ids[c['name']]}-{c['name']}-full" for c in cameras}
 
     def delivered() -> dict[str, dict[str, Any]] | None:
@@ -395,6 +421,7 @@ def _one_round(stack: Stack, cloud: Cloud, net: NetPair, scn: Scenario, k: int, 
             unique_id=uid, camera=cam["name"], end_ts=end, notified_at=float(note["received_at"]),
             size=stored["size"], sha256=stored["sha256"], stored_bytes=sum(o["size"] for o in objs.values()),
             recorded_mbit=_recorded_mbit(stack, cam["name"], start, end),
+            segment_wait_s=_segment_wait_s(stack, cam["name"], end),
             made_by="live" if f"Upload completed live for {uid} " in worker_log else "after-booking",
         ))  # fmt: skip
         if videos[-1].made_by != scn.path:
@@ -402,7 +429,7 @@ def _one_round(stack: Stack, cloud: Cloud, net: NetPair, scn: Scenario, k: int, 
             raise AssertionError(
                 f"{uid} was stored by the {videos[-1].made_by} path, the run is for {scn.path}"
             )
-    return RoundResult(start, end, videos, tx1 - tx0, cpu_end - cpu0, cpu1 - cpu0, idle_rate)
+    return RoundResult(start, end, videos, tx1 - tx0, tx1 - tx_end, cpu_end - cpu0, cpu1 - cpu0, idle_rate)
 
 
 def run(scn: Scenario, work: Path, log: Any = None) -> RunResult:
@@ -436,7 +463,9 @@ def run(scn: Scenario, work: Path, log: Any = None) -> RunResult:
                 result.rounds.append(r)
                 say(f"   {scn.path}, round {k}/{scn.rounds}: ready after end "
                     + ", ".join(f"{v.ready_s:.1f}" for v in r.videos) + " s; recorded "
-                    + ", ".join(f"{v.recorded_mbit:.2f}" for v in r.videos) + " Mbit/s")  # fmt: skip
+                    + ", ".join(f"{v.recorded_mbit:.2f}" for v in r.videos) + " Mbit/s; last segment closed "
+                    + ", ".join(f"{v.segment_wait_s:.1f}" for v in r.videos) + " s after the end; "
+                    + f"{r.tail_tx_bytes / 1e6:.1f} MB sent after the end")  # fmt: skip
             left = cloud.multipart_uploads()
             if left:
                 raise AssertionError(f"multipart uploads left open in the bucket: {left}")

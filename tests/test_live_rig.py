@@ -41,6 +41,8 @@ def test_one_short_booking_through_the_shaped_link(tmp_path: Path) -> None:
     assert video.stored_bytes > video.size  # preview and thumbnail as well
     assert 0 < video.ready_s < 90, video.ready_s
     assert rnd.end_ts - rnd.start_ts == 20
+    assert 0 <= video.segment_wait_s <= 2 + 0.5, video.segment_wait_s  # 2 s segments
+    assert 0 < rnd.tail_tx_bytes <= rnd.tx_bytes
     # What was recorded is what was asked for, within x264's and MPEG-TS's margins.
     assert 0.7 < video.recorded_mbit < 1.4, video.recorded_mbit
     # Every stored byte crossed the veth once at least; headers and a retry or two, no more.

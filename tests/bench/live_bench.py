@@ -20,6 +20,9 @@ booking (x40 at 60 minutes); the live path's tail does not.
   per camera, live path on. `after_cpu_s_per_hour` is the same window with the live path off
   (the worker's idle baseline); `*_to_notified_*` count up to the last notification, where the
   after-booking path does its cutting and uploading.
+- Where the time goes after the end: `*_segment_wait_s` (the booking's last segment ended that
+  long after the booking: segments not aligned to the clock close up to a segment later) and
+  `*_tail_mb` (MB the device sent after the end: 2.5 MB/s is the link's whole rate).
 
 A build without `clips.live` (before the live path) gives the after-booking figures only.
 Each run checks that its videos were stored by the path it is for (the worker's log).
@@ -72,6 +75,9 @@ def _figures(prefix: str, res: RunResult, busy: bool) -> dict[str, float]:
             f"{prefix}ready_after_end_max_busy_s": round(max(ready), 2),
             f"{tag}wire_overhead_busy": round(res.wire_overhead(), 4),
             f"{tag}recorded_mbit_busy": round(res.recorded_mbit(), 2),
+            f"{tag}cpu_s_per_hour_busy": round(res.cpu_s_per_hour(), 1),
+            f"{tag}tail_mb_busy": round(res.tail_mb(), 1),
+            f"{tag}segment_wait_busy_s": round(res.segment_wait_s(), 2),
         }
     return {
         f"{prefix}ready_after_end_s": round(ready[0], 2),
@@ -79,6 +85,8 @@ def _figures(prefix: str, res: RunResult, busy: bool) -> dict[str, float]:
         f"{tag}cpu_s_per_hour": round(res.cpu_s_per_hour(), 1),
         f"{tag}cpu_to_notified_s_per_hour": round(res.cpu_s_per_hour(total=True), 1),
         f"{tag}recorded_mbit": round(res.recorded_mbit(), 2),
+        f"{tag}tail_mb": round(res.tail_mb(), 1),
+        f"{tag}segment_wait_s": round(res.segment_wait_s(), 2),
     }
 
 
@@ -127,6 +135,8 @@ def run(workdir: Path) -> dict[str, float]:
         ("worker CPU s / h / camera", cell("live_cpu_s_per_hour"), cell("after_cpu_s_per_hour"), "(booking)"),
         ("... up to notified", cell("live_cpu_to_notified_s_per_hour"),
          cell("after_cpu_to_notified_s_per_hour"), ""),
+        ("MB sent after the end", cell("live_tail_mb"), cell("after_tail_mb"), ""),
+        ("last segment closed after (s)", cell("live_segment_wait_s"), cell("after_segment_wait_s"), ""),
     ])  # fmt: skip
     _table(f"four cameras, bookings ending together (recorded {cell('live_recorded_mbit_busy', '{:.2f}')} / "
            f"{cell('after_recorded_mbit_busy', '{:.2f}')} Mbit/s each)", [
@@ -136,5 +146,10 @@ def run(workdir: Path) -> dict[str, float]:
          cell("after_ready_after_end_max_busy_s"), ""),
         ("wire bytes / object bytes", cell("live_wire_overhead_busy", "{:.4f}"),
          cell("after_wire_overhead_busy", "{:.4f}"), ""),
+        ("worker CPU s / h / camera", cell("live_cpu_s_per_hour_busy"), cell("after_cpu_s_per_hour_busy"),
+         "(booking)"),
+        ("MB sent after the end", cell("live_tail_mb_busy"), cell("after_tail_mb_busy"), "(per round)"),
+        ("last segment closed after (s)", cell("live_segment_wait_busy_s"),
+         cell("after_segment_wait_busy_s"), "(mean)"),
     ])  # fmt: skip
     return out
