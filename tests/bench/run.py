@@ -24,6 +24,7 @@ MODULES = [
     "page_bench",
     "cap_bench",
     "live_bench",
+    "live_remux_bench",
 ]
 TARGETS = {
     "clip_vs_cp_ratio": "<= 1.5",
@@ -46,6 +47,7 @@ TARGETS = {
     "ready_after_end_p95_busy_s": "<= 30",
     "live_wire_overhead": "<= 1.06",
     "live_cpu_s_per_hour": "a small share of 3600 (one core)",
+    "live_remux_cpu_s_per_hour": "a small share of 3600 (one core)",
 }
 
 
