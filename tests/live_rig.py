@@ -365,14 +365,23 @@ def _sleep_until(ts: float) -> None:
         time.sleep(min(left, 0.5))
 
 
+# Bookings start and end on whole minutes and half hours: on the segment grid (segments are
+# cut on the clock, capture/command.py). The scaled bookings keep that: on a 10 s grid.
+BOOKING_GRID_S = 10
+
+
+def _on_grid(ts: float) -> float:
+    return float(math.ceil(ts / BOOKING_GRID_S) * BOOKING_GRID_S)
+
+
 def _one_round(stack: Stack, cloud: Cloud, net: NetPair, scn: Scenario, k: int, tag: str,
                cameras: list[dict[str, Any]]) -> RoundResult:  # fmt: skip
-    start = float(math.ceil(time.time()) + scn.lead_s)
+    start = _on_grid(time.time() + scn.lead_s)
     end = start + scn.booking_s
     if local(start).date() != local(end + 300).date():
         # Across the venue's midnight the booking would span two dates: wait for the new day.
         _sleep_until(dt.datetime.combine(local(end + 300).date(), dt.time(0, 0, 5), TZ).timestamp())
-        start = float(math.ceil(time.time()) + scn.lead_s)
+        start = _on_grid(time.time() + scn.lead_s)
         end = start + scn.booking_s
     ids = {cam["name"]: f"BK-{tag}-R{k}-F{cam['field_id']}" for cam in cameras}
     cloud.add_bookings([booking_record(ids[c["name"]], c["field_id"], start, end, k) for c in cameras])
