@@ -9,7 +9,6 @@ and every fault of the issue's list leaves the right video or none, and no multi
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import shutil
@@ -25,6 +24,7 @@ import pytest
 from conftest import S3Server
 from faultproxy import FaultProxy
 from recorded import Seg, as_segments, index, record_segments
+from test_worker_flow import add_booking as _add_booking
 from venuecam import db as db_mod
 from venuecam import ledger, pipeline, videos
 from venuecam.clips.assemble import top_level_atoms
@@ -81,13 +81,7 @@ def env(make_config: Any, s3: S3Server, tmp_path: Path, footage: list[Path]) -> 
 def add_booking(
     cfg: Config, start_ts: float, end_ts: float, booking_id: str = "BK-L1", field_id: int = 1
 ) -> Booking:
-    local = dt.datetime.fromtimestamp(start_ts, cfg.tz)
-    return Booking.create(
-        booking_id=booking_id, order_detail_id=789, field_id=field_id, date=local.date().isoformat(),
-        start_time=local.strftime("%H:%M:%S"),
-        end_time=dt.datetime.fromtimestamp(end_ts, cfg.tz).strftime("%H:%M:%S"), status="success",
-        user_name="Ana", user_phone="0812", start_ts=start_ts, end_ts=end_ts, raw_json="{}",
-    )  # fmt: skip
+    return _add_booking(cfg, booking_id, start_ts, end_ts, field_id)
 
 
 class Play:

@@ -172,10 +172,15 @@ class LiveMP4:
         """End the open box where the file ends now (its header gets its real size) and open
         a new one. Near a booking's end: the part holding the old header can then go during
         the booking instead of after it. Costs one read of the box (page cache) for the hash."""
-        used = self.length - self.box_start
-        if used <= _BOX_HEADER:
+        if self.length - self.box_start <= _BOX_HEADER:
             return
-        header = _mdat_header(used)
+        self._sha = self._seal_open_box()
+        self._open_box()
+
+    def _seal_open_box(self) -> Any:
+        """Write the open box's real size into its header; the hash of everything up to the
+        file's end (the box read back once: its header was provisional when it was written)."""
+        header = _mdat_header(self.length - self.box_start)
         sha = self._sha.copy()
         sha.update(header)
         with open(self.path, "r+b") as f:
@@ -183,8 +188,7 @@ class LiveMP4:
             f.write(header)
             for chunk in _chunks(f, self.box_start + _BOX_HEADER, self.length):
                 sha.update(chunk)
-        self._sha = sha
-        self._open_box()
+        return sha
 
     def flush(self) -> None:
         for p in (self.path, self.records_path):
@@ -211,17 +215,10 @@ class LiveMP4:
         only through the caller's checkpoint (call once per checkpoint)."""
         if self.track is None or self.samples == 0:
             raise BadInputError(f"{self.path.name}: no frame was recorded for the clip")
-        used = self.length - self.box_start
-        header = _mdat_header(used)
         entries = [moov.Entry(*r[:4], bool(r[4])) for r in self.iter_records()]
         tail = moov.build(self.track, entries)
-        sha = self._sha.copy()
-        sha.update(header)
+        sha = self._seal_open_box()
         with open(self.path, "r+b") as f:
-            f.seek(self.box_start)
-            f.write(header)
-            for chunk in _chunks(f, self.box_start + _BOX_HEADER, self.length):
-                sha.update(chunk)
             f.seek(self.length)
             f.write(tail)
             f.truncate()
