@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -51,7 +52,14 @@ TARGETS = {
 }
 
 
+def _stop_on_term(signum: int, frame: object) -> None:
+    # SIGTERM (`timeout`, a kill) unwinds like Ctrl-C: each bench's `finally` and `with` blocks
+    # stop the stacks, servers and namespaces it started instead of leaving them running.
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_term)
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="build/bench.json")
     ap.add_argument("--only", nargs="*", help="run only these modules")
