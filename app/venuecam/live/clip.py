@@ -38,7 +38,7 @@ from venuecam.config import Config
 from venuecam.errors import AuthError, BadInputError, ClipError, PermanentError, TransientError
 from venuecam.live import remux, state
 from venuecam.live.mp4file import LiveMP4, StreamChanged
-from venuecam.live.upload import LiveUpload, UploadGone
+from venuecam.live.upload import BATCH_PARTS, LiveUpload, UploadGone
 from venuecam.media.probe import probe
 from venuecam.models import Booking, PendingTask, Segment, Video, VideoStatus
 from venuecam.storage.multipart import MIB, upload_file
@@ -320,8 +320,9 @@ class LiveClip:
     def _send(self, final: bool) -> bool:
         """Send the parts that can go (and the preview and thumbnail once made)."""
         sent = False
-        for n, start, end in self.upload.due_parts(self.mp4, self.doc["mp4"]["length"], final):
-            self.upload.send_part(self.mp4, n, start, end)
+        due = self.upload.due_parts(self.mp4, self.doc["mp4"]["length"], final)
+        for i in range(0, len(due), BATCH_PARTS):
+            self.upload.send_parts(self.mp4, due[i : i + BATCH_PARTS])
             sent = True
             video = videos.get(self.uid)
             if video is None or video.status != VideoStatus.LIVE:

@@ -17,7 +17,9 @@ import base64
 import hashlib
 import logging
 import math
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from venuecam import logs
@@ -29,6 +31,11 @@ from venuecam.storage.multipart import MIN_PART_SIZE
 log = logging.getLogger(__name__)
 
 PART_BYTES = MIN_PART_SIZE  # small parts: what is left for the end is at most two of them
+# Parts on the wire at once per live video: one part's turn-around (the store's answer, the
+# next request) overlaps the other's bytes, so a busy link stays full. Per step at most
+# BATCH_PARTS, so a cancellation is seen between batches.
+PARALLEL_PARTS = 2
+BATCH_PARTS = 8
 SaveState = Callable[[], None]
 Wrap = Callable[[bytes], Any]  # a request body for the bytes (the upload cap wraps it)
 
@@ -43,6 +50,7 @@ class LiveUpload:
         self.client, self.bucket, self.key = client, bucket, key
         self.state, self.save, self.content_type = state, save, content_type
         self.wrap = wrap or (lambda data: data)
+        self._lock = threading.Lock()  # parts finish on two threads; the state has one writer at a time
         state.setdefault("key", key)
         state.setdefault("part_bytes", PART_BYTES)
         state.setdefault("parts", {})
@@ -102,9 +110,30 @@ class LiveUpload:
         etag = str(resp.get("ETag", "")).strip('"')
         if len(etag) == 32 and etag != md5:
             raise TransientError(f"upload_part {n} {self.key}: stored with a different MD5 than sent")
-        self.state["parts"][str(n)] = {"etag": etag, "size": len(data), "md5": md5}
-        self.save()
+        with self._lock:
+            self.state["parts"][str(n)] = {"etag": etag, "size": len(data), "md5": md5}
+            self.save()
         return len(data)
+
+    def send_parts(self, mp4: LiveMP4, parts: list[tuple[int, int, int]]) -> int:
+        """Send `parts` (from `due_parts`), PARALLEL_PARTS at a time; each acknowledged one is
+        saved as it lands. Raises the first failure after the others finished."""
+        if not parts:
+            return 0
+        self._ensure_started()
+        if len(parts) == 1:
+            return self.send_part(mp4, *parts[0])
+        with ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="live-part") as pool:
+            futures = [pool.submit(self.send_part, mp4, *p) for p in parts]
+        sent, errors = 0, []
+        for f in futures:
+            try:
+                sent += f.result()
+            except Exception as e:  # the others went on; this one goes again next step
+                errors.append(e)
+        if errors:
+            raise errors[0]
+        return sent
 
     def complete(self, size: int, sha256: str) -> dict[str, Any]:
         """Complete and verify (size, and the ETag the store computes from the parts' MD5s)."""
