@@ -371,14 +371,6 @@ def _pi3_session(
 
 @pytest.fixture(scope="session")
 def _pi4_session(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[qemu_pi.PiBox]:
-    if os.environ.get("VENUECAM_TEST_RASPI4B") != "1":
-        # Not yet in `make test`: with its device tree adapted (qemu_pi.qemu_ready_dtb) the
-        # image's kernel boots under QEMU 10's raspi4b, its initramfs finds the card's root
-        # (mmcblk0p2) and mounts it, but QEMU's SD host then loses interrupts ("Timeout
-        # waiting for hardware interrupt", soft lockups) and systemd stalls in its generators.
-        pytest.skip(
-            "the emulated Pi 4 boot is opt-in (VENUECAM_TEST_RASPI4B=1): QEMU's raspi4b SD host stalls"
-        )
     if not qemu_pi.has_machine("raspi4b"):
         pytest.skip(
             f"this QEMU ({'.'.join(map(str, qemu_pi.qemu_version()))}) has no raspi4b machine (QEMU >= 9)"

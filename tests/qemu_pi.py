@@ -13,8 +13,8 @@ the command line. QEMU has neither the Pi 4's Ethernet (GENET) nor its PCIe/xHCI
 Pi 3, QEMU's USB network device (`usb-net` on the emulated DWC2 host) is eth0 (cdc_ether),
 given DHCP by the test (see fixtures_image._wired_dhcp for why it must ask), with QEMU's
 user network forwarding ssh in and the simulator and S3 server out. The one other addition keeps the watchdog driver out (QEMU's watchdog resets at once).
-Under raspi4b the device tree handed to QEMU is the card's with the HDMI block disabled and
-the SD host's regulators dropped (`qemu_ready_dtb`: what QEMU does not emulate).
+Under raspi4b the card is on EMMC2 (as on a real Pi 4), the console on the PL011, and the
+device tree handed to QEMU is the card's adapted to what QEMU emulates (`qemu_ready_dtb`).
 
 `PiBox.run()` is the one way tests talk to a box (ssh where there is a network, else the
 serial shell); a booted box is meant to be shared by many checks (see conftest.py).
@@ -50,9 +50,23 @@ SERIAL_EXTRAS = (
 )
 
 
-# Where QEMU's raspi4b puts the SD card: on the Arasan SDHCI (the node a real Pi 4 uses for
-# its Wi-Fi over SDIO), not on EMMC2. The same driver (sdhci-iproc) serves both.
-PI4_QEMU_SD_HOST = "/soc/mmc@7e300000"
+# Where the card goes under raspi4b: on EMMC2, the host a real Pi 4's SD slot is wired to
+# (mmc@7e340000, sdhci-iproc as "brcm,bcm2711-emmc2"). `-drive if=sd` would put it on the
+# GPIO-routed bus (the Arasan SDHCI, which a Pi 4 uses for its Wi-Fi), so the card is a
+# `sd-card` device on EMMC2's own bus: the first `generic-sdhci` in QEMU's tree is EMMC2
+# (the test checks which host the kernel found it on).
+PI4_CARD_DEVICE = "sd-card,drive=card,bus=/generic-sdhci/sd-bus"
+PI4_EMMC2 = "/emmc2bus/mmc@7e340000"
+PI4_ARASAN = "/soc/mmc@7e300000"
+# The emulated Pi 4's console: the PL011 (ttyAMA0), added to the card's command line. The
+# card names the mini UART (ttyS1), and under QEMU's raspi4b the mini UART's interrupt,
+# once a tty opens it (systemd's getty generator does, early), fires without end: CPU 0
+# never leaves it, and everything routed to CPU 0 (EMMC2's interrupt first) starves:
+# "mmc0: Timeout waiting for hardware interrupt", then soft lockups. On raspi3b, whose
+# interrupts go through the BCM2835 controller rather than the GIC, the same UART is fine.
+PI4_CONSOLE = "console=ttyAMA0,115200"
+PI4_MINI_UART = "/soc/serial@7e215040"
+PI4_BLUETOOTH = "/soc/serial@7e201000/bluetooth"  # a real Pi 4's PL011 is wired to its radio
 
 
 def qemu_ready_dtb(dtb: Path, machine: str) -> list[str]:
@@ -61,11 +75,12 @@ def qemu_ready_dtb(dtb: Path, machine: str) -> list[str]:
     QEMU's raspi4b leaves the Pi 4's HDMI block unmapped (the nodes at 0x7ef0xxxx: its clock,
     its L2 interrupt controller, both HDMI ports and their DDC I2C buses) and their drivers
     take a synchronous external abort at probe: a panic before the console comes up. So they
-    are disabled, as QEMU itself disables PCIe, GENET, RNG and thermal. And QEMU attaches the
-    card to the Arasan host, which the Pi 4's tree describes as the Wi-Fi's: its power
-    sequence waits on the firmware's GPIO expander (a mailbox QEMU does not answer) forever,
-    so it becomes a plain removable-card host. The card's own DTB is untouched: on a real Pi
-    all of it exists and the card is on EMMC2.
+    are disabled, as QEMU itself disables PCIe, GENET, RNG and thermal. EMMC2's supplies are
+    regulators switched through the firmware's GPIO expander, a mailbox call QEMU does not
+    answer (the host would wait for them forever), so they go; the Arasan host (Wi-Fi on a
+    real Pi 4, nothing behind it in QEMU, and sharing EMMC2's interrupt) is disabled, and so
+    are the mini UART and the Bluetooth node on the PL011 (see PI4_CONSOLE). The card's own
+    DTB is untouched: on a real Pi all of it exists.
     """
     if machine != "raspi4b":
         return []
@@ -73,11 +88,14 @@ def qemu_ready_dtb(dtb: Path, machine: str) -> list[str]:
     changed = [f"{n} disabled" for n in nodes.stdout.split() if n.split("@")[-1].startswith("7ef")]
     for node in changed:
         fdtput(dtb, "-ts", f"/soc/{node.split()[0]}", "status", "disabled")
-    for prop in ("mmc-pwrseq", "non-removable"):
-        fdtput(dtb, "-d", PI4_QEMU_SD_HOST, prop)
-        changed.append(f"{PI4_QEMU_SD_HOST}:{prop} deleted")
-    fdtput(dtb, "-ts", f"{PI4_QEMU_SD_HOST}/wifi@1", "status", "disabled")
-    changed.append(f"{PI4_QEMU_SD_HOST}/wifi@1 disabled")
+    for prop in ("vqmmc-supply", "vmmc-supply"):
+        fdtput(dtb, "-d", PI4_EMMC2, prop)
+        changed.append(f"{PI4_EMMC2}:{prop} deleted")
+    # The console moves to the PL011 (PI4_CONSOLE says why): the mini UART and the Bluetooth
+    # radio that would take the PL011 over (hci_uart) are disabled.
+    for node in (PI4_ARASAN, PI4_MINI_UART, PI4_BLUETOOTH):
+        fdtput(dtb, "-ts", node, "status", "disabled")
+        changed.append(f"{node} disabled")
     return changed
 
 
@@ -148,6 +166,10 @@ def boot_files(disk: Path, model: str, work: Path) -> BootFiles:
     return out
 
 
+# The debug shell's prompt ("root@venuecam:/# "): nothing is typed before it has appeared.
+PROMPT = re.compile(r"root@[\w.-]+:\S*# ")
+
+
 class SerialShell:
     """The debug shell on a UART, behind a Unix socket QEMU serves; everything read is kept."""
 
@@ -157,6 +179,7 @@ class SerialShell:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._seq = 0
+        self._prompted = False
 
     def connect(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -195,6 +218,7 @@ class SerialShell:
     def run(self, command: str, timeout: float = 120) -> tuple[int, str]:
         """(exit status, output) of a shell command on the serial shell."""
         assert self._sock is not None, "serial shell not connected"
+        self._wait_for_prompt(time.monotonic() + timeout)
         self._seq += 1
         tag = f"__VC{self._seq}_{os.getpid()}__"
         b64 = base64.b64encode(command.encode()).decode()
@@ -214,6 +238,16 @@ class SerialShell:
                 return int(m.group(1)), base64.b64decode(m.group(2)).decode(errors="replace")
             time.sleep(0.2)
         raise TimeoutError(f"no answer on the serial shell within {timeout}s to: {command}")
+
+    def _wait_for_prompt(self, deadline: float) -> None:
+        # QEMU's PL011 model (the emulated Pi 4's console) fed before Linux has set the UART
+        # up takes no input ever after; the mini UART does not mind, but neither is harmed.
+        while not self._prompted:
+            self._prompted = PROMPT.search(self.text()) is not None
+            if not self._prompted:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no shell prompt on the serial console yet")
+                time.sleep(0.5)
 
     def close(self) -> None:
         if self._sock:
@@ -251,9 +285,10 @@ class PiBox:
 
         self.files = boot_files(self.disk, self.model, self.work)
         self.dtb_changes = qemu_ready_dtb(self.files.dtb, self.machine)
-        consoles = re.findall(r"console=(tty[A-Z]+\d+)", self.files.cmdline)
-        self.console_tty = consoles[0] if consoles else "ttyS1"
-        cmdline = self.files.cmdline + " " + SERIAL_EXTRAS.format(tty=self.console_tty)
+        base = self.files.cmdline + (f" {PI4_CONSOLE}" if self.machine == "raspi4b" else "")
+        consoles = re.findall(r"console=(tty[A-Z]+\d+)", base)
+        self.console_tty = consoles[-1] if consoles else "ttyS1"  # the last one is /dev/console
+        cmdline = base + " " + SERIAL_EXTRAS.format(tty=self.console_tty)
         serial_sock = self.work / "serial.sock"
         # serial_hd(0) is the PL011 (ttyAMA0), serial_hd(1) the mini UART (ttyS1 here).
         uart0, uart1 = "null", f"unix:{serial_sock},server=on,wait=off"
@@ -263,7 +298,7 @@ class PiBox:
             "qemu-system-aarch64", "-M", self.machine, "-m", self.memory,
             "-kernel", str(self.files.kernel), "-initrd", str(self.files.initrd),
             "-dtb", str(self.files.dtb), "-append", cmdline,
-            "-drive", f"if=sd,format=raw,file={self.disk}",
+            *self._card_args(),
             "-display", "none", "-monitor", f"unix:{self.monitor_path},server=on,wait=off",
             "-serial", uart0, "-serial", uart1, "-no-reboot",
         ]  # fmt: skip
@@ -280,6 +315,11 @@ class PiBox:
         )
         self.serial = SerialShell(serial_sock, self.work / "serial.log")
         self.serial.connect()
+
+    def _card_args(self) -> list[str]:
+        if self.machine == "raspi4b":
+            return ["-drive", f"if=none,id=card,format=raw,file={self.disk}", "-device", PI4_CARD_DEVICE]
+        return ["-drive", f"if=sd,format=raw,file={self.disk}"]
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -68,8 +68,11 @@ def test_booted_from_its_own_boot_files(box: qemu_pi.PiBox) -> None:
     assert "root=PARTUUID=7e5ca3a0-02" in cmdline
     assert re.fullmatch(r"/dev/mmcblk\dp2", root[0]), root  # the SD card, partition 2 (slot A)
     assert "rw" in root[1].split(",")
-    # No virtio anywhere: the SD card is on the Pi's own host controller.
+    # No virtio anywhere: the SD card is on the Pi's own host controller, the one a real
+    # board wires its slot to: the SD host (sdhost, bcm2835) on a Pi 3, EMMC2 on a Pi 4.
     assert box.out("ls /sys/bus/virtio/devices 2>/dev/null | wc -l").strip() == "0"
+    host = box.out(f"readlink -f /sys/block/{root[0].split('/')[-1][:-2]}/device")
+    assert ("fe340000.mmc" if box.machine == "raspi4b" else "3f202000.mmc") in host, host
     # Boot finished: no job left (a unit still starting minutes in is a fault of its own).
     state = box.wait_until(
         "boot to finish",
