@@ -33,7 +33,7 @@ from typing import Any
 from venuecam import ledger, logs, pipeline, videos
 from venuecam.clips import assemble
 from venuecam.clips.plan import ClipItem, plan_clip
-from venuecam.clips.service import clip_paths, usable_segments
+from venuecam.clips.service import UsableSegment, clip_paths, usable_segments
 from venuecam.config import Config
 from venuecam.errors import AuthError, BadInputError, ClipError, PermanentError, TransientError
 from venuecam.live import remux, state
@@ -167,21 +167,20 @@ class LiveClip:
 
     # ------------------------------------------------------------------ footage
 
-    def _segments(self, video: Video, end_ts: float) -> list[Any]:
+    def _segments(self, video: Video, after: float, before: float) -> tuple[list[UsableSegment], list[str]]:
+        """The camera's segments (clock checked) ending after `after` and starting before
+        `before`, in order: the usable ones, and why the others are not (`usable_segments`)."""
         rows = list(
             Segment.select()
             .where(
                 (Segment.camera == video.camera)
-                & (Segment.end_ts > self.doc["cursor_ts"] + TOLERANCE_S)
-                & (Segment.start_ts < end_ts)
+                & (Segment.end_ts > after)
+                & (Segment.start_ts < before)
                 & (Segment.clock_ok == 1)
             )
             .order_by(Segment.start_ts)
         )
-        usable, skipped = usable_segments(rows)
-        for reason in skipped:
-            log.warning("%s live %s: skipping segment %s", logs.CLIP, self.uid, reason)
-        return usable
+        return usable_segments(rows)
 
     def _closed_past(self, video: Video, end_ts: float) -> bool:
         """Has a closed segment of this camera reached the booking's end?"""
@@ -204,7 +203,9 @@ class LiveClip:
             self.doc["ending"] = self._ending(video, end_ts, now)
             return False
         ending = self._ending(video, end_ts, now)
-        segments = self._segments(video, end_ts)
+        segments, skipped = self._segments(video, cursor + TOLERANCE_S, end_ts)
+        for reason in skipped:
+            log.warning("%s live %s: skipping segment %s", logs.CLIP, self.uid, reason)
         if not segments:
             if ending:
                 self._gap(cursor, end_ts)
@@ -278,10 +279,7 @@ class LiveClip:
         path makes them from its MP4 (same sizes, same moment)."""
         start = float(video.start_ts)
         end = min(float(video.end_ts), start + float(self.cfg.clips.preview_seconds))
-        rows = list(Segment.select().where((Segment.camera == video.camera) & (Segment.end_ts > start)
-                                           & (Segment.start_ts < end) & (Segment.clock_ok == 1))
-                    .order_by(Segment.start_ts))  # fmt: skip
-        usable, _ = usable_segments(rows)
+        usable, _ = self._segments(video, start, end)  # the skipped ones: logged by _append
         plan = plan_clip(usable, start, end)
         if plan.empty:
             return
