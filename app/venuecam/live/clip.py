@@ -136,7 +136,7 @@ class LiveClip:
         if online and now >= self.retry_at:
             try:
                 worked |= self._send(final=bool(self.doc.get("finished")))
-                if self._ready_to_finish(end_ts, now) and not self.doc.get("finished"):
+                if self._ready_to_finish(end_ts) and not self.doc.get("finished"):
                     self._finish_file()
                     worked = True
                 if self.doc.get("finished"):
@@ -153,7 +153,7 @@ class LiveClip:
                 self._back_off(e, now)
             except PermanentError as e:
                 raise HandBack(f"the store refused the upload: {e}") from None
-        elif not online and self._ready_to_finish(end_ts, now) and not self.doc.get("finished"):
+        elif not online and self._ready_to_finish(end_ts) and not self.doc.get("finished"):
             self._finish_file()  # offline at the end: the file is ready the moment the link is back
         return WORKING if worked else IDLE
 
@@ -263,7 +263,7 @@ class LiveClip:
         if b - a > TOLERANCE_S:
             self.doc["gaps"].append([round(a, 3), round(b, 3)])
 
-    def _ready_to_finish(self, end_ts: float, now: float) -> bool:
+    def _ready_to_finish(self, end_ts: float) -> bool:
         return bool(self.doc.get("ending")) and self.doc["cursor_ts"] >= end_ts - TOLERANCE_S
 
     # ------------------------------------------------------------------ preview and thumbnail
