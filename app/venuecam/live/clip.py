@@ -130,7 +130,7 @@ class LiveClip:
         worked = False
         if not finished:
             worked = self._append(video, end_ts, now)
-            if not self.doc["extras"] and self._extras_due(video, end_ts, now):
+            if not self.doc["extras"] and self._extras_due(video, end_ts):
                 self._make_extras(video)
                 worked = True
         if online and now >= self.retry_at:
@@ -268,7 +268,7 @@ class LiveClip:
 
     # ------------------------------------------------------------------ preview and thumbnail
 
-    def _extras_due(self, video: Video, end_ts: float, now: float) -> bool:
+    def _extras_due(self, video: Video, end_ts: float) -> bool:
         want = min(float(self.cfg.clips.preview_seconds), end_ts - float(video.start_ts))
         return (
             self.doc["cursor_ts"] >= float(video.start_ts) + want - TOLERANCE_S and self.doc["segments"] > 0
