@@ -70,7 +70,7 @@ class LiveClip:
         if doc is not None and (
             doc.get("revision") != video.revision or doc.get("start_ts") != video.start_ts
         ):
-            self._remove_files(doc)  # left by an earlier attempt for other bounds
+            self._remove_files()  # left by an earlier attempt for other bounds
             doc = None
         if doc is None:
             doc = {"unique_id": self.uid, "revision": video.revision, "start_ts": float(video.start_ts),
@@ -377,7 +377,7 @@ class LiveClip:
             self.upload.abort()
         except Exception as e:  # the reaper of stale uploads (storage.multipart) gets it later
             log.warning("%s live %s: could not abort its upload: %s", logs.UPLOAD, self.uid, e)
-        self._remove_files(self.doc)
+        self._remove_files()
         log.info("%s live %s stopped: %s", logs.CLIP, self.uid, why)
 
     def hand_back(self, video: Video, why: str) -> None:
@@ -389,7 +389,7 @@ class LiveClip:
         except videos.VideoChanged:
             pass
 
-    def _remove_files(self, doc: dict[str, Any]) -> None:
+    def _remove_files(self) -> None:
         mp4 = self.mp4_path
         for p in (mp4, mp4.with_name(mp4.name + ".samples"), mp4.with_name(mp4.name + ".track"),
                   self.preview_path, self.thumb_path, self.state_path):  # fmt: skip
