@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from venuecam import config
+from venuecam import config, config_checks
 from venuecam.errors import ConfigError
 
 CONFIG_NAME = "venuecam.toml"
@@ -142,7 +142,7 @@ def hostname_for(cfg: config.Config) -> str:
     if cfg.provision.hostname:
         return cfg.provision.hostname
     candidate = cfg.device.device_id.lower().replace("_", "-")
-    return candidate if config.is_hostname(candidate) else ""
+    return candidate if config_checks.is_hostname(candidate) else ""
 
 
 def apply_hostname(root: Path, name: str, system: bool) -> None:

@@ -14,7 +14,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,20 +62,41 @@ def footage(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture
-def env(make_config: Any, s3: S3Server, tmp_path: Path, footage: list[Path]) -> Iterator[Env]:
+def make_env(
+    make_config: Any, s3: S3Server, tmp_path: Path, footage: list[Path]
+) -> Iterator[Callable[..., Env]]:
+    """make_env(storage={...}, ...) -> the live tests' Env, these config values on top of
+    theirs (the store behind the fault proxy, clips.grace_s 20); one per test."""
     port = int(s3.endpoint.rsplit(":", 1)[1])
     proxy = FaultProxy.start(("127.0.0.1", 0), ("127.0.0.1", port), tmp_path / "proxy.sock")
-    cfg = make_config(storage={"endpoint_url": proxy.endpoint}, clips={"grace_s": 20})
-    database = db_mod.open_db(cfg.db_path)
-    copies = tmp_path / "segs"
-    copies.mkdir()
-    paths = [Path(shutil.copy(p, copies / p.name)) for p in footage]
-    base = naive_utc_to_ts(utcnow()) - 3600
+    databases: list[Any] = []
+
+    def make(**over: dict[str, Any]) -> Env:
+        sections: dict[str, dict[str, Any]] = {
+            "storage": {"endpoint_url": proxy.endpoint},
+            "clips": {"grace_s": 20},
+        }
+        for name, values in over.items():
+            sections[name] = {**sections.get(name, {}), **values}
+        cfg = make_config(**sections)
+        databases.append(db_mod.open_db(cfg.db_path))
+        copies = tmp_path / "segs"
+        copies.mkdir()
+        paths = [Path(shutil.copy(p, copies / p.name)) for p in footage]
+        base = naive_utc_to_ts(utcnow()) - 3600
+        return Env(cfg, s3, proxy, as_segments(paths, base), base)
+
     try:
-        yield Env(cfg, s3, proxy, as_segments(paths, base), base)
+        yield make
     finally:
         proxy.stop()
-        database.close()
+        for database in databases:
+            database.close()
+
+
+@pytest.fixture
+def env(make_env: Callable[..., Env]) -> Env:
+    return make_env()
 
 
 def add_booking(
@@ -442,7 +463,7 @@ def test_status_shows_each_live_upload_with_bytes_sent_of_recorded(env: Env) -> 
 
 
 def test_the_platform_unreachable_at_the_end_the_video_is_stored_and_notified_when_it_is_back(
-    make_config: Any, s3: S3Server, tmp_path: Path, footage: list[Path]
+    make_env: Callable[..., Env],
 ) -> None:
     from conftest import free_port
     from fixtures_platform import start_simulator
@@ -451,37 +472,30 @@ def test_the_platform_unreachable_at_the_end_the_video_is_stored_and_notified_wh
     from venuecam.worker.tasks import register
 
     port = free_port()
-    cfg = make_config(storage={"endpoint_url": s3.endpoint},
-                      booking_api={"base_url": f"http://127.0.0.1:{port}"})  # fmt: skip
-    database = db_mod.open_db(cfg.db_path)
+    env = make_env(booking_api={"base_url": f"http://127.0.0.1:{port}"})
+    cfg, base = env.cfg, env.base
+    start, end = base + 3, base + 15
+    add_booking(cfg, start, end)
+    play = Play(env)
+    play.start(start)
+    assert play.run(start, end + 10)[0] == DONE  # stored with nobody listening at the platform
+    tasks = register(make_huey(cfg), cfg)
+    row = PendingTask.get(PendingTask.unique_key == f"notify_ayo_api:{UID}")
+    execute_row(cfg, tasks, row.id)
+    row = ledger.get(row.id)
+    assert row.status == "pending" and row.error_msg, "the failure is kept, the row waits"
+    assert videos.get(UID).status == VideoStatus.UPLOADED
+    sim = start_simulator(port=port)
     try:
-        base = naive_utc_to_ts(utcnow()) - 3600
-        env = Env(cfg, s3, None, as_segments([Path(shutil.copy(p, tmp_path / p.name)) for p in footage], base),
-                  base)  # type: ignore[arg-type]  # fmt: skip
-        start, end = base + 3, base + 15
-        add_booking(cfg, start, end)
-        play = Play(env)
-        play.start(start)
-        assert play.run(start, end + 10)[0] == DONE  # stored with nobody listening at the platform
-        tasks = register(make_huey(cfg), cfg)
-        row = PendingTask.get(PendingTask.unique_key == f"notify_ayo_api:{UID}")
-        execute_row(cfg, tasks, row.id)
-        row = ledger.get(row.id)
-        assert row.status == "pending" and row.error_msg, "the failure is kept, the row waits"
-        assert videos.get(UID).status == VideoStatus.UPLOADED
-        sim = start_simulator(port=port)
-        try:
-            execute_row(cfg, tasks, row.id, now=row.next_retry_at)
-            assert videos.get(UID).status == VideoStatus.NOTIFIED
-            (note,) = sim.notifications()
-            video = videos.get(UID)
-            body = note.get("body", note)
-            assert body["unique_id"] == UID and body["sha256"] == video.sha256
-            assert int(body["size_bytes"]) == video.size_bytes
-        finally:
-            sim.stop()
+        execute_row(cfg, tasks, row.id, now=row.next_retry_at)
+        assert videos.get(UID).status == VideoStatus.NOTIFIED
+        (note,) = sim.notifications()
+        video = videos.get(UID)
+        body = note.get("body", note)
+        assert body["unique_id"] == UID and body["sha256"] == video.sha256
+        assert int(body["size_bytes"]) == video.size_bytes
     finally:
-        database.close()
+        sim.stop()
 
 
 def test_a_camera_restarting_mid_booking_gives_one_video_spanning_the_restart_with_the_gap(
@@ -503,27 +517,17 @@ def test_a_camera_restarting_mid_booking_gives_one_video_spanning_the_restart_wi
     assert abs(float(ffprobe(got)["format"]["duration"]) - (end - start - 4)) <= 1.0
 
 
-def test_live_uploads_keep_to_the_upload_cap(
-    make_config: Any, s3: S3Server, tmp_path: Path, footage: list[Path]
-) -> None:
+def test_live_uploads_keep_to_the_upload_cap(make_env: Callable[..., Env]) -> None:
     """storage.max_upload_mbit holds for the live path too (its client is capped like every
     other upload): the bytes of a live video take at least as long as the cap allows."""
-    cfg = make_config(storage={"endpoint_url": s3.endpoint, "max_upload_mbit": 8})
-    database = db_mod.open_db(cfg.db_path)
-    try:
-        base = naive_utc_to_ts(utcnow()) - 3600
-        paths = [Path(shutil.copy(p, tmp_path / p.name)) for p in footage]
-        env = Env(cfg, s3, None, as_segments(paths, base), base)  # type: ignore[arg-type]
-        start, end = base + 3, base + 37
-        add_booking(cfg, start, end)
-        play = Play(env)
-        clip = play.start(start)
-        began = time.monotonic()
-        assert play.run(start, end + 10)[0] == DONE
-        elapsed = time.monotonic() - began
-        sent = clip.upload.sent_bytes + sum(
-            Path(p).stat().st_size for p in (clip.preview_path, clip.thumb_path)
-        )
-        assert elapsed >= sent * 8 / 8e6 * 0.95, f"{sent} bytes in {elapsed:.2f} s: faster than 8 Mbit/s"
-    finally:
-        database.close()
+    env = make_env(storage={"max_upload_mbit": 8})
+    cfg, base = env.cfg, env.base
+    start, end = base + 3, base + 37
+    add_booking(cfg, start, end)
+    play = Play(env)
+    clip = play.start(start)
+    began = time.monotonic()
+    assert play.run(start, end + 10)[0] == DONE
+    elapsed = time.monotonic() - began
+    sent = clip.upload.sent_bytes + sum(Path(p).stat().st_size for p in (clip.preview_path, clip.thumb_path))
+    assert elapsed >= sent * 8 / 8e6 * 0.95, f"{sent} bytes in {elapsed:.2f} s: faster than 8 Mbit/s"

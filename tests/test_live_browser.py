@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import chromium
-from test_live import UID, Env, Play, add_booking, env, footage  # noqa: F401 - fixtures
+from test_live import UID, Env, Play, add_booking, env, footage, make_env  # noqa: F401 - fixtures
 from venuecam import videos
 from venuecam.clips.assemble import top_level_atoms
 from venuecam.live import mp4file

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import base_sections, render_toml
 from venuecam import config
-from venuecam.config import CapWindow
+from venuecam.cap_schedule import CapWindow
 from venuecam.errors import ConfigError
 from venuecam.status import facts, render, shapes
 from venuecam.storage import ratecap

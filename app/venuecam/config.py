@@ -8,7 +8,6 @@ Fields marked `secret()` are masked by `dump()` and registered with the log reda
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
 import tomllib
 import types
@@ -19,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from venuecam import config_checks
+from venuecam.cap_schedule import CapWindow, parse_upload_cap, unparse_upload_cap
 from venuecam.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/venuecam/venuecam.toml")
@@ -74,41 +75,6 @@ class BookingApiConfig:
     page_size: int = 100
     # How many days around today each sync asks for (today and the days before).
     days_back: int = 1
-
-
-@dataclass(frozen=True)
-class CapWindow:
-    """A stretch of the venue's day with an upload cap (storage.max_upload_mbit).
-
-    Minutes after venue-local midnight; `end` before `start` wraps past midnight. An all-day
-    cap (`max_upload_mbit = 8`) is the one window (0, 1440)."""
-
-    mbit: float
-    start: int
-    end: int
-
-    @property
-    def all_day(self) -> bool:
-        return (self.start, self.end) == (0, MINUTES_PER_DAY)
-
-    def as_table(self) -> dict[str, Any]:
-        """As written in the TOML file: { mbit, from, to } (an all-day cap: 00:00 to 00:00)."""
-        return {"mbit": self.mbit, "from": _hhmm(self.start), "to": _hhmm(self.end)}
-
-    def covers(self, minute: float) -> bool:
-        """Does the window hold this minute of the day (0 <= minute < 1440)?"""
-        if self.start < self.end:
-            return self.start <= minute < self.end
-        return minute >= self.start or minute < self.end
-
-
-MINUTES_PER_DAY = 24 * 60
-# Caps outside this range are refused: below it a booking's video would take many hours to
-# go up (a 60-minute booking at 4 Mbit/s needs 8 h at 0.5), above it no Pi's Ethernet (1 Gbit/s)
-# could be held back by it: the number was most likely meant in kbit/s.
-CAP_MIN_MBIT = 0.5
-CAP_MAX_MBIT = 1000.0
-_CAP_FORM = 'a number of Mbit/s (0: no cap) or a list of { mbit = N, from = "HH:MM", to = "HH:MM" }'
 
 
 @dataclass(frozen=True)
@@ -433,99 +399,9 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _parse_upload_cap(value: Any, source: str, key: str) -> tuple[CapWindow, ...]:
-    """`storage.max_upload_mbit`: a number (all day) or a list of non-overlapping windows."""
-    if _is_number(value):
-        if value == 0:
-            return ()
-        return (CapWindow(_cap_mbit(value, source, key), 0, MINUTES_PER_DAY),)
-    if not isinstance(value, list):
-        raise ConfigError(f"{source}: {key}: expected {_CAP_FORM}, got {_shown(value)}")
-    windows: list[CapWindow] = []
-    owner: list[int | None] = [None] * MINUTES_PER_DAY  # which window holds each minute
-    for i, item in enumerate(value):
-        where = f"{key}[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{source}: {where}: expected a table {{ mbit, from, to }}, got {_shown(item)}")
-        unknown = sorted(set(item) - {"mbit", "from", "to"})
-        missing = [k for k in ("mbit", "from", "to") if k not in item]
-        if unknown:
-            raise ConfigError(f"{source}: {where}.{unknown[0]}: unknown key (allowed: from, mbit, to)")
-        if missing:
-            raise ConfigError(f"{source}: {where}.{missing[0]}: required")
-        if not _is_number(item["mbit"]):
-            raise ConfigError(
-                f"{source}: {where}.mbit: expected a number of Mbit/s, got {_shown(item['mbit'])}"
-            )
-        mbit = _cap_mbit(item["mbit"], source, f"{where}.mbit")
-        start, end = (_cap_time(item[k], source, f"{where}.{k}") for k in ("from", "to"))
-        if start == end:
-            raise ConfigError(
-                f"{source}: {where}: from and to are both {item['from']!r} (for a cap all day write "
-                f"{key.rsplit('.', 1)[-1]} = {mbit:g})"
-            )
-        window = CapWindow(mbit, start, end)
-        for minute in range(MINUTES_PER_DAY):
-            if window.covers(minute):
-                other = owner[minute]
-                if other is not None:
-                    raise ConfigError(
-                        f"{source}: {where}: {_hhmm(start)}-{_hhmm(end)} overlaps {key}[{other}] "
-                        f"{_hhmm(windows[other].start)}-{_hhmm(windows[other].end)} (at {_hhmm(minute)})"
-                    )
-                owner[minute] = i
-        windows.append(window)
-    return tuple(windows)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _shown(value: Any) -> str:
-    """A bad value in an error message: its type, and the value itself when short."""
-    text = repr(value)
-    return f"{type(value).__name__} {text}" if len(text) <= 40 else type(value).__name__
-
-
-def _cap_mbit(value: float, source: str, key: str) -> float:
-    if not CAP_MIN_MBIT <= value <= CAP_MAX_MBIT:  # NaN fails too
-        raise ConfigError(
-            f"{source}: {key}: expected {CAP_MIN_MBIT:g} to {CAP_MAX_MBIT:g} Mbit/s"
-            f"{' (or 0: no cap)' if '[' not in key else ''}, got {value!r}"
-        )
-    return float(value)
-
-
-def _cap_time(value: Any, source: str, key: str) -> int:
-    """ "17:30" -> 1050 minutes after midnight (a TOML local time, 17:30:00, is read too)."""
-    if isinstance(value, datetime.time) and not (value.second or value.microsecond):
-        return value.hour * 60 + value.minute
-    if isinstance(value, str) and len(value) == 5 and value[2] == ":":
-        h, m = value[:2], value[3:]
-        if h.isdigit() and m.isdigit() and h.isascii() and m.isascii() and int(h) < 24 and int(m) < 60:
-            return int(h) * 60 + int(m)
-    raise ConfigError(
-        f'{source}: {key}: expected a venue-local time "HH:MM" (00:00 to 23:59), got {_shown(value)}'
-    )
-
-
-def _hhmm(minute: int) -> str:
-    return f"{minute // 60 % 24:02d}:{minute % 60:02d}"
-
-
-def _unparse_upload_cap(windows: tuple[CapWindow, ...]) -> Any:
-    """The TOML value `_parse_upload_cap` reads back as `windows`."""
-    if not windows:
-        return 0
-    if len(windows) == 1 and windows[0].all_day:
-        return windows[0].mbit
-    return [w.as_table() for w in windows]
-
-
 # Fields whose TOML form is not their type's (see the `parse`/`unparse` field metadata).
-_PARSERS = {"upload_cap": _parse_upload_cap}
-_UNPARSERS = {"upload_cap": _unparse_upload_cap}
+_PARSERS = {"upload_cap": parse_upload_cap}
+_UNPARSERS = {"upload_cap": unparse_upload_cap}
 
 
 def _check_semantics(cfg: Config, source: str) -> None:
@@ -586,9 +462,9 @@ def _check_semantics(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: storage.parallel_parts: expected at least 1")
     if not cfg.booking_api.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: booking_api.base_url: expected an http(s):// URL")
-    _check_provision(cfg.provision, source)
-    _check_update(cfg.update, source)
-    _check_status(cfg.status, source)
+    config_checks.check_provision(cfg.provision, source)
+    config_checks.check_update(cfg.update, source)
+    config_checks.check_status(cfg.status, source)
 
 
 def is_test_colour(text: str) -> bool:
@@ -597,111 +473,6 @@ def is_test_colour(text: str) -> bool:
     if text.startswith("0x"):
         return len(text) == 8 and all(c in "0123456789abcdefABCDEF" for c in text[2:])
     return 0 < len(text) <= 32 and text.isascii() and text.isalpha()
-
-
-LAN_TOKEN_MIN = 16
-
-
-def _check_status(s: StatusConfig, source: str) -> None:
-    import ipaddress
-
-    for name in ("tcp_port", "lan_port"):
-        if not 1 <= getattr(s, name) <= 65535:
-            raise ConfigError(f"{source}: status.{name}: expected a port number 1..65535")
-    try:
-        ipaddress.ip_address(s.lan_address)
-    except ValueError:
-        raise ConfigError(
-            f'{source}: status.lan_address: expected an IP address of this box (or "0.0.0.0"), '
-            f"got {s.lan_address[:60]!r}"
-        ) from None
-    if s.lan_token and not (
-        len(s.lan_token) >= LAN_TOKEN_MIN
-        and s.lan_token.isascii()
-        and s.lan_token.isprintable()
-        and " " not in s.lan_token
-        and all(c not in s.lan_token for c in ';,"\\')
-    ):
-        # The token travels in a cookie and a header: no spaces, separators or quotes.
-        raise ConfigError(
-            f"{source}: status.lan_token: expected at least {LAN_TOKEN_MIN} printable ASCII characters "
-            "without spaces, quotes, ';', ',' or backslashes"
-        )
-    if s.lan_enabled and not s.lan_token:
-        raise ConfigError(
-            f"{source}: status.lan_token: required when status.lan_enabled is true (the LAN page is token-protected)"
-        )
-    if s.lan_enabled and s.tcp_enabled and s.lan_port == s.tcp_port:
-        raise ConfigError(f"{source}: status.lan_port: must differ from status.tcp_port ({s.tcp_port})")
-
-
-def is_hostname(name: str) -> bool:
-    """One DNS label: letters, digits and '-', not at either end, at most 63 characters."""
-    return (
-        0 < len(name) <= 63
-        and name[0] != "-"
-        and name[-1] != "-"
-        and all(c.isascii() and (c.isalnum() or c == "-") for c in name)
-    )
-
-
-def _check_provision(p: ProvisionConfig, source: str) -> None:
-    if p.hostname and not is_hostname(p.hostname):
-        raise ConfigError(
-            f"{source}: provision.hostname: expected letters, digits and '-', got {p.hostname!r}"
-        )
-    for i, key in enumerate(p.ssh_authorized_keys):
-        if not key.startswith(("ssh-", "ecdsa-", "sk-")) or len(key.split()) < 2 or "\n" in key:
-            raise ConfigError(f"{source}: provision.ssh_authorized_keys[{i}]: expected one public key line")
-    if p.wifi_ssid and not p.wifi_country:
-        # Without a regulatory domain the Pi's radio stays blocked (or uses the world domain's
-        # channels only): a box that never joins the venue's Wi-Fi, with no error to see.
-        raise ConfigError(
-            f'{source}: provision.wifi_country: required when provision.wifi_ssid is set (a code like "ID")'
-        )
-    if p.wifi_psk and not p.wifi_ssid:
-        raise ConfigError(f"{source}: provision.wifi_psk: set without provision.wifi_ssid")
-    if p.wifi_psk and not 8 <= len(p.wifi_psk) <= 63:
-        raise ConfigError(f"{source}: provision.wifi_psk: expected 8 to 63 characters")
-    if p.wifi_country and not (
-        len(p.wifi_country) == 2 and p.wifi_country.isascii() and p.wifi_country.isupper()
-    ):
-        raise ConfigError(f'{source}: provision.wifi_country: expected a two-letter code like "ID"')
-
-
-def _check_update(u: UpdateConfig, source: str) -> None:
-    if u.service not in ("systemd", "direct"):
-        raise ConfigError(f'{source}: update.service: expected "systemd" or "direct", got {u.service!r}')
-    for name in ("health_timeout_s", "poll_interval_s", "max_wait_hours"):
-        if getattr(u, name) <= 0:
-            raise ConfigError(f"{source}: update.{name}: expected a positive integer")
-    if u.health_stable_s < 0 or u.booking_margin_s < 0:
-        raise ConfigError(f"{source}: update: health_stable_s and booking_margin_s must be >= 0")
-    if u.health_stable_s >= u.health_timeout_s:
-        raise ConfigError(f"{source}: update.health_stable_s: expected less than health_timeout_s")
-    if u.maintenance_window and parse_window(u.maintenance_window) is None:
-        raise ConfigError(
-            f'{source}: update.maintenance_window: expected "HH:MM-HH:MM", got {u.maintenance_window!r}'
-        )
-    if u.channel_url and not u.channel_url.startswith(("https://", "http://", "s3://")):
-        raise ConfigError(
-            f"{source}: update.channel_url: expected https://..., http://... or s3://bucket/key"
-        )
-
-
-def parse_window(text: str) -> tuple[int, int] | None:
-    """ "02:00-05:30" -> (120, 330) minutes after midnight; None when malformed or empty."""
-    try:
-        a, b = text.split("-")
-        mins = []
-        for part in (a, b):
-            h, m = part.strip().split(":")
-            if not (h.isdigit() and m.isdigit() and 0 <= int(h) < 24 and 0 <= int(m) < 60):
-                return None
-            mins.append(int(h) * 60 + int(m))
-    except ValueError:
-        return None
-    return (mins[0], mins[1]) if mins[0] != mins[1] else None
 
 
 # ---------------------------------------------------------------- dumping

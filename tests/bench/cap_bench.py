@@ -122,7 +122,8 @@ def _timed(storage: Any, files: dict[str, Path]) -> float:
 
 
 def run(workdir: Path) -> dict[str, float]:
-    from venuecam.config import CapWindow, StorageConfig
+    from venuecam.cap_schedule import CapWindow
+    from venuecam.config import StorageConfig
 
     big = workdir / "big.bin"
     big.write_bytes(os.urandom(12 * MIB))

@@ -33,7 +33,7 @@ from typing import Any
 from venuecam import ledger, logs, pipeline, videos
 from venuecam.clips import assemble
 from venuecam.clips.plan import ClipItem, plan_clip
-from venuecam.clips.service import clip_paths, usable_segments
+from venuecam.clips.service import UsableSegment, clip_paths, usable_segments
 from venuecam.config import Config
 from venuecam.errors import AuthError, BadInputError, ClipError, PermanentError, TransientError
 from venuecam.live import remux, state
@@ -70,7 +70,7 @@ class LiveClip:
         if doc is not None and (
             doc.get("revision") != video.revision or doc.get("start_ts") != video.start_ts
         ):
-            self._remove_files(doc)  # left by an earlier attempt for other bounds
+            self._remove_files()  # left by an earlier attempt for other bounds
             doc = None
         if doc is None:
             doc = {"unique_id": self.uid, "revision": video.revision, "start_ts": float(video.start_ts),
@@ -130,13 +130,13 @@ class LiveClip:
         worked = False
         if not finished:
             worked = self._append(video, end_ts, now)
-            if not self.doc["extras"] and self._extras_due(video, end_ts, now):
+            if not self.doc["extras"] and self._extras_due(video, end_ts):
                 self._make_extras(video)
                 worked = True
         if online and now >= self.retry_at:
             try:
                 worked |= self._send(final=bool(self.doc.get("finished")))
-                if self._ready_to_finish(end_ts, now) and not self.doc.get("finished"):
+                if self._ready_to_finish(end_ts) and not self.doc.get("finished"):
                     self._finish_file()
                     worked = True
                 if self.doc.get("finished"):
@@ -153,7 +153,7 @@ class LiveClip:
                 self._back_off(e, now)
             except PermanentError as e:
                 raise HandBack(f"the store refused the upload: {e}") from None
-        elif not online and self._ready_to_finish(end_ts, now) and not self.doc.get("finished"):
+        elif not online and self._ready_to_finish(end_ts) and not self.doc.get("finished"):
             self._finish_file()  # offline at the end: the file is ready the moment the link is back
         return WORKING if worked else IDLE
 
@@ -167,21 +167,20 @@ class LiveClip:
 
     # ------------------------------------------------------------------ footage
 
-    def _segments(self, video: Video, end_ts: float) -> list[Any]:
+    def _segments(self, video: Video, after: float, before: float) -> tuple[list[UsableSegment], list[str]]:
+        """The camera's segments (clock checked) ending after `after` and starting before
+        `before`, in order: the usable ones, and why the others are not (`usable_segments`)."""
         rows = list(
             Segment.select()
             .where(
                 (Segment.camera == video.camera)
-                & (Segment.end_ts > self.doc["cursor_ts"] + TOLERANCE_S)
-                & (Segment.start_ts < end_ts)
+                & (Segment.end_ts > after)
+                & (Segment.start_ts < before)
                 & (Segment.clock_ok == 1)
             )
             .order_by(Segment.start_ts)
         )
-        usable, skipped = usable_segments(rows)
-        for reason in skipped:
-            log.warning("%s live %s: skipping segment %s", logs.CLIP, self.uid, reason)
-        return usable
+        return usable_segments(rows)
 
     def _closed_past(self, video: Video, end_ts: float) -> bool:
         """Has a closed segment of this camera reached the booking's end?"""
@@ -204,7 +203,9 @@ class LiveClip:
             self.doc["ending"] = self._ending(video, end_ts, now)
             return False
         ending = self._ending(video, end_ts, now)
-        segments = self._segments(video, end_ts)
+        segments, skipped = self._segments(video, cursor + TOLERANCE_S, end_ts)
+        for reason in skipped:
+            log.warning("%s live %s: skipping segment %s", logs.CLIP, self.uid, reason)
         if not segments:
             if ending:
                 self._gap(cursor, end_ts)
@@ -262,12 +263,12 @@ class LiveClip:
         if b - a > TOLERANCE_S:
             self.doc["gaps"].append([round(a, 3), round(b, 3)])
 
-    def _ready_to_finish(self, end_ts: float, now: float) -> bool:
+    def _ready_to_finish(self, end_ts: float) -> bool:
         return bool(self.doc.get("ending")) and self.doc["cursor_ts"] >= end_ts - TOLERANCE_S
 
     # ------------------------------------------------------------------ preview and thumbnail
 
-    def _extras_due(self, video: Video, end_ts: float, now: float) -> bool:
+    def _extras_due(self, video: Video, end_ts: float) -> bool:
         want = min(float(self.cfg.clips.preview_seconds), end_ts - float(video.start_ts))
         return (
             self.doc["cursor_ts"] >= float(video.start_ts) + want - TOLERANCE_S and self.doc["segments"] > 0
@@ -278,10 +279,7 @@ class LiveClip:
         path makes them from its MP4 (same sizes, same moment)."""
         start = float(video.start_ts)
         end = min(float(video.end_ts), start + float(self.cfg.clips.preview_seconds))
-        rows = list(Segment.select().where((Segment.camera == video.camera) & (Segment.end_ts > start)
-                                           & (Segment.start_ts < end) & (Segment.clock_ok == 1))
-                    .order_by(Segment.start_ts))  # fmt: skip
-        usable, _ = usable_segments(rows)
+        usable, _ = self._segments(video, start, end)  # the skipped ones: logged by _append
         plan = plan_clip(usable, start, end)
         if plan.empty:
             return
@@ -379,7 +377,7 @@ class LiveClip:
             self.upload.abort()
         except Exception as e:  # the reaper of stale uploads (storage.multipart) gets it later
             log.warning("%s live %s: could not abort its upload: %s", logs.UPLOAD, self.uid, e)
-        self._remove_files(self.doc)
+        self._remove_files()
         log.info("%s live %s stopped: %s", logs.CLIP, self.uid, why)
 
     def hand_back(self, video: Video, why: str) -> None:
@@ -391,7 +389,7 @@ class LiveClip:
         except videos.VideoChanged:
             pass
 
-    def _remove_files(self, doc: dict[str, Any]) -> None:
+    def _remove_files(self) -> None:
         mp4 = self.mp4_path
         for p in (mp4, mp4.with_name(mp4.name + ".samples"), mp4.with_name(mp4.name + ".track"),
                   self.preview_path, self.thumb_path, self.state_path):  # fmt: skip

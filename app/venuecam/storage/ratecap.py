@@ -42,7 +42,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from venuecam import logs
-from venuecam.config import MINUTES_PER_DAY, CapWindow, StorageConfig
+from venuecam.cap_schedule import MINUTES_PER_DAY, CapWindow
+from venuecam.config import StorageConfig
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import datetime as dt
 import time
 from typing import Any
 
-from venuecam.config import Config, parse_window
+from venuecam.config import Config
+from venuecam.config_checks import parse_window
 from venuecam.update.stack import dbop
 
 LIVE_UPLOAD_S = 600  # an upload of a booking that ended this recently is "live" delivery
