@@ -281,6 +281,27 @@ def test_a_worker_killed_mid_booking_goes_on_from_its_state_with_at_most_one_par
     assert env.proxy.stats()["resent_bytes"] <= 5 * 1024 * 1024
 
 
+def test_a_restart_after_the_file_is_finished_sends_it_as_finished(env: Env, tmp_path: Path) -> None:
+    """Offline at the end, the file finished (its last box sealed, moov written), then the
+    worker restarts before the link is back: what goes up is that file, byte for byte (the
+    soak found a resume writing the sealed box's header back to its provisional size)."""
+    start, end = env.base + 3, env.base + 23
+    add_booking(env.cfg, start, end)
+    play = Play(env)
+    clip = play.start(start)
+    assert play.run(start, end + 5, online=False)[0] == "running"
+    finished = dict(clip.doc["finished"])
+    before = clip.mp4.path.read_bytes()
+    assert hashlib.sha256(before).hexdigest() == finished["sha256"]
+    play.clip = LiveClip(env.cfg, videos.get(UID), make_client(env.cfg.storage))  # the restart
+    assert play.clip.mp4.path.read_bytes() == before
+    assert play.run(end + 6, end + 10)[0] == DONE
+    video = videos.get(UID)
+    got = stored(env, video.mp4_key, tmp_path)
+    assert got.read_bytes() == before and video.sha256 == finished["sha256"]
+    assert decode_errors(got) == ""
+
+
 def test_a_booking_cancelled_mid_way_aborts_its_upload_and_notifies_nothing(env: Env) -> None:
     start, end = env.base + 3, env.base + 41
     add_booking(env.cfg, start, end)

@@ -55,6 +55,7 @@ class LiveMP4:
         self.track_path = self.path.with_name(self.path.name + ".track")
         self.box_bytes = box_bytes or BOX_BYTES
         self.track: Track | None = None
+        self.sealed = False  # finish() wrote the moov: no open box, no byte changes from here
         self._sha = hashlib.sha256()  # over every byte before the open box
         self._spec = hashlib.sha256()  # _sha, then the open box as it stands (header: full size)
         if checkpoint:
@@ -88,13 +89,14 @@ class LiveMP4:
 
     def checkpoint(self) -> dict[str, Any]:
         return {"length": self.length, "samples": self.samples, "duration": self.duration,
-                "box_start": self.box_start, "box_bytes": self.box_bytes}  # fmt: skip
+                "box_start": self.box_start, "box_bytes": self.box_bytes, "sealed": self.sealed}  # fmt: skip
 
     def _resume(self, cp: dict[str, Any]) -> None:
         try:
             self.length, self.samples = int(cp["length"]), int(cp["samples"])
             self.duration, self.box_start = int(cp["duration"]), int(cp["box_start"])
             self.box_bytes = int(cp.get("box_bytes", self.box_bytes))
+            self.sealed = bool(cp.get("sealed", False))
         except (KeyError, TypeError, ValueError) as e:
             raise BadInputError(f"{self.path.name}: unreadable live checkpoint ({e})") from None
         size = self.path.stat().st_size if self.path.exists() else -1
@@ -105,6 +107,10 @@ class LiveMP4:
         os.truncate(self.records_path, self.samples * _RECORD.size)
         if self.track_path.exists():
             self.track = _load_track(self.track_path)
+        if self.sealed:
+            # Finished: its last box's header has its real size and the moov follows. Writing
+            # the provisional header back would change bytes the finished SHA-256 covers.
+            return
         # A `close_box` cut short before its checkpoint wrote the box's real size: the open
         # box's header is provisional again (the box goes on filling).
         with open(self.path, "r+b") as f:
@@ -128,6 +134,8 @@ class LiveMP4:
 
     def append(self, seg: Segment) -> None:
         """The segment's samples at the end; not durable until `flush()`."""
+        if self.sealed:
+            raise BadInputError(f"{self.path.name}: finished; nothing can be appended")
         if self.track is None:
             self.track = seg.track
             _save_track(self.track_path, seg.track)
@@ -213,6 +221,8 @@ class LiveMP4:
     def finish(self) -> tuple[int, str]:
         """Close the open box at its real size and write the moov: (size, sha256). Idempotent
         only through the caller's checkpoint (call once per checkpoint)."""
+        if self.sealed:
+            raise BadInputError(f"{self.path.name}: finished already")
         if self.track is None or self.samples == 0:
             raise BadInputError(f"{self.path.name}: no frame was recorded for the clip")
         entries = [moov.Entry(*r[:4], bool(r[4])) for r in self.iter_records()]
@@ -224,6 +234,7 @@ class LiveMP4:
             f.truncate()
         sha.update(tail)
         self.length += len(tail)
+        self.sealed = True
         self.flush()
         return self.length, sha.hexdigest()
 
