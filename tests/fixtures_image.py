@@ -280,13 +280,23 @@ def box_toml(pubkey: str, online_target: str) -> str:
 _boxes: dict[str, qemu_pi.PiBox] = {}
 
 
+_paused: set[str] = set()
+
+
 def _activate(box: qemu_pi.PiBox) -> qemu_pi.PiBox:
-    """Only the box a test uses runs; others are paused (QEMU `stop`, resumed by `cont`)."""
+    """Only the box a test uses runs; others are paused (QEMU `stop`, resumed by `cont`).
+
+    A paused guest's clocks stop with it (the generic timer counts QEMU's virtual clock), so a
+    box resumed after the other's checks is minutes behind: it is set to the host's time, as
+    timesyncd would step it (the box's clock watch sees the step, as it would on a Pi)."""
     for other in _boxes.values():
-        if other is not box and other.alive():
+        if other is not box and other.alive() and other.machine not in _paused:
             other.monitor("stop")
-    if box.alive():
+            _paused.add(other.machine)
+    if box.alive() and box.machine in _paused:
         box.monitor("cont")
+        _paused.discard(box.machine)
+        box.run(f"date -u -s @{int(time.time())} >/dev/null", via="serial")
     return box
 
 
@@ -323,8 +333,9 @@ def _boot(machine: str, image: Path, tmp: Path, guestfwd: list[str], online_targ
     box.card_bytes = card  # type: ignore[attr-defined]
     box.toml = toml  # type: ignore[attr-defined]
     for other in _boxes.values():
-        if other.alive():
+        if other.alive() and other.machine not in _paused:
             other.monitor("stop")
+            _paused.add(other.machine)
     _boxes[machine] = box
     box.start()
     try:
