@@ -20,7 +20,7 @@ def test_a_short_soak_loses_nothing(tmp_path: Path) -> None:
     if why:
         pytest.skip(why)
     seed = int(os.environ.get("SOAK_SEED") or 13)
-    # One round of every fault kind is 11 faults: about two rounds while the bookings run.
+    # A round of the bag is 12 faults (two power cuts): about two rounds while the bookings run.
     result = Soak(
         tmp_path, seed, bookings=20, cameras=2, spacing=0.8, fault_interval=0.8, heal_timeout=120
     ).run()
