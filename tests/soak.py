@@ -138,9 +138,11 @@ class Cloud:
             {code}
         """)  # fmt: skip
 
-    def sim_fault(self, endpoint: str, spec: dict[str, Any]) -> None:
-        """After the endpoint's unspent faults, not instead of them: each one is met."""
-        self.sim_post("/_sim/faults", {endpoint: {**spec, "queue": True}})
+    def sim_fault(self, endpoint: str, spec: dict[str, Any]) -> int:
+        """After the endpoint's unspent faults, not instead of them: each one is met. Returns
+        how many were still unmet before it (set without the queue, it would have replaced them)."""
+        pending = self.sim_post("/_sim/faults", {endpoint: {**spec, "queue": True}})["faults"]
+        return len(pending.get(endpoint, [])) - 1
 
     def sim_pending(self) -> dict[str, list[dict[str, Any]]]:
         return dict(self.sim_post("/_sim/faults", {})["faults"])
@@ -229,6 +231,7 @@ class Soak:
                                         "platform_faults", "clock_jumps", "disk_fills", "lost_replies")}  # fmt: skip
         self.link_busy = False
         self.max_lag = 0.0
+        self.queued_platform_faults = 0
 
     # ------------------------------------------------------------ set-up
 
@@ -359,13 +362,13 @@ class Soak:
             proxy.stall(count=1, after_bytes=r.choice([0, 10_000]), seconds=r.uniform(1, 4))
         elif kind == "platform_5xx":
             ep = r.choice(["videos", "videos", "bookings"])
-            self.cloud.sim_fault(ep, {"mode": r.choice(["500", "502", "503"]), "count": r.randint(1, 3)})
+            self._platform_fault(ep, {"mode": r.choice(["500", "502", "503"]), "count": r.randint(1, 3)})
         elif kind == "platform_429":
-            self.cloud.sim_fault("videos", {"mode": "429", "count": r.randint(1, 2),
+            self._platform_fault("videos", {"mode": "429", "count": r.randint(1, 2),
                                             "retry_after": str(r.randint(1, 3))})  # fmt: skip
         elif kind == "platform_lost_reply":
             # Answered after the device's 3 s timeout: recorded, then its retry is a real 409.
-            self.cloud.sim_fault("videos", {"mode": "timeout", "count": 1, "delay": 4.0})
+            self._platform_fault("videos", {"mode": "timeout", "count": 1, "delay": 4.0})
             self.counters["lost_replies"] += 1
         elif kind == "program_kill":
             running = sorted(p for p, st in stack.states().items() if st == "RUNNING")
@@ -375,6 +378,10 @@ class Soak:
             self._power_cut()
         elif kind == "disk_fill":
             self._fill_disk(r.uniform(2, 5))
+
+    def _platform_fault(self, endpoint: str, spec: dict[str, Any]) -> None:
+        if self.cloud.sim_fault(endpoint, spec) > 0:
+            self.queued_platform_faults += 1  # behind an unmet one: replacing it would have lost it
 
     def _kill9(self, program: str) -> None:
         # Not Stack.kill9: a program that stopped since has pid 0, and kill(0) is our own group.
@@ -502,7 +509,7 @@ class Soak:
             no_footage=len(no_footage), unexpected_deliveries=len(unexpected), unexpected_ids=unexpected,
             failed_tasks=len(bad_failed), failed=bad_failed[:20], platform_409s=sum(n["status"] == 409 for n in notes),
             late_replies=self.counters["lost_replies"] - unmet, fault_interval=self.fault_interval,
-            power_cut_share=self.power_cut_share,
+            power_cut_share=self.power_cut_share, queued_platform_faults=self.queued_platform_faults,
             integrity_ok=int(all(v == "ok" for v in integrity.values())), integrity=integrity,
             wall_s=round(time.monotonic() - self.t0, 1), seed=self.seed,
         )  # fmt: skip
@@ -516,7 +523,7 @@ def verdict_ok(result: dict[str, Any]) -> bool:
 
 
 EXTRA_FIELDS = ("no_footage", "unexpected_deliveries", "failed_tasks", "platform_409s", "late_replies",
-                "integrity_ok", "disk_fills", "fault_interval", "power_cut_share", "seed")  # fmt: skip
+                "queued_platform_faults", "integrity_ok", "disk_fills", "fault_interval", "power_cut_share", "seed")  # fmt: skip
 
 
 def report(result: dict[str, Any], out: Path | None) -> None:
