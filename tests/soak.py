@@ -17,8 +17,9 @@ reply (it records the notification, the device times out and gets a real 409 on 
 kill -9 of one program, a power cut (every process SIGKILLed, then a reboot: the time-sync
 flag is gone until "NTP" comes back a few seconds later, and every other reboot starts with
 the clock off by minutes to days), and the disk filled to the last byte for a few seconds.
-The defaults (1,000 bookings a second apart, a fault every ~2.75 s, two power cuts per round
-of 12) plan about 360 faults and 60 power cuts, and leave a few seconds of work between them.
+The defaults (1,000 bookings 1.5 s apart, a fault every ~4 s, two power cuts per round of
+12, none within 12 s of the one before) plan about 375 faults and 62 power cuts, and leave
+time for work between them (a reboot alone takes ~9 s on a loaded 2-core machine).
 A platform fault waits for the ones before it on its endpoint (the simulator's queue), so
 each is met by a request; those still unmet when the faults end meet the first ones of the
 heal. Every lost reply that was met must show as a 409 (`late_replies` <= `platform_409s`).
@@ -67,8 +68,13 @@ TZ = ZoneInfo("Asia/Jakarta")
 CLOCK_OFFSETS = ("-8d", "-3h", "-10m", "+10m", "+2h")
 KINDS = ("link_cut", "blackhole", "store_5xx", "store_reset", "store_stall", "platform_5xx", "platform_429",
          "platform_lost_reply", "program_kill", "power_cut", "disk_fill")  # fmt: skip
-FAULT_INTERVAL_S = 2.75
+SPACING_S = 1.5
+FAULT_INTERVAL_S = 4.0
 POWER_CUT_SHARE = 2  # power cuts per round of the bag (every other kind once)
+# A power cut planned sooner than this after the one before swaps places with a later fault
+# of another kind: a reboot takes ~9 s to the worker running on a loaded 2-core machine, and
+# cuts one after another would leave no time for work (seen: three in 8 s, no upload done).
+POWER_CUT_GAP_S = 12.0
 LINK_KINDS = ("link_cut", "blackhole")
 COUNTER = {"link_cut": "link_faults", "blackhole": "link_faults", "store_5xx": "store_faults",
            "store_reset": "store_faults", "store_stall": "store_faults", "platform_5xx": "platform_faults",
@@ -87,10 +93,11 @@ def fault_round(rng: random.Random, power_cut_share: int = POWER_CUT_SHARE) -> l
     return bag
 
 
-def plan_faults(rng: random.Random, duration: float, interval: float,
-                power_cut_share: int = POWER_CUT_SHARE) -> list[tuple[float, str]]:  # fmt: skip
+def plan_faults(rng: random.Random, duration: float, interval: float, power_cut_share: int = POWER_CUT_SHARE,
+                power_cut_gap: float = POWER_CUT_GAP_S) -> list[tuple[float, str]]:  # fmt: skip
     """(seconds from the start, kind) of every fault within `duration`: gaps drawn from
-    0.3 .. 2 x interval - 0.3 s (mean `interval`), kinds from whole rounds of the bag."""
+    0.3 .. 2 x interval - 0.3 s (mean `interval`), kinds from whole rounds of the bag, no
+    power cut within `power_cut_gap` s of the one before (it swaps with the next other kind)."""
     times: list[float] = []
     t = rng.uniform(0.3, 2 * interval - 0.3)
     while t < duration:
@@ -99,7 +106,16 @@ def plan_faults(rng: random.Random, duration: float, interval: float,
     kinds: list[str] = []
     while len(kinds) < len(times):
         kinds += fault_round(rng, power_cut_share)
-    return list(zip(times, kinds, strict=False))
+    kinds = kinds[: len(times)]
+    last_cut = -power_cut_gap
+    for i, t in enumerate(times):
+        if kinds[i] == "power_cut" and t - last_cut < power_cut_gap:
+            j = next((j for j in range(i + 1, len(kinds)) if kinds[j] != "power_cut"), None)
+            if j is not None:
+                kinds[i], kinds[j] = kinds[j], kinds[i]
+        if kinds[i] == "power_cut":
+            last_cut = t
+    return list(zip(times, kinds, strict=True))
 
 
 def fault_mix(kinds: list[str]) -> str:
@@ -214,9 +230,10 @@ class Soak:
     seed: int
     bookings: int = 1000
     cameras: int = 2
-    spacing: float = 1.0
+    spacing: float = SPACING_S
     fault_interval: float = FAULT_INTERVAL_S
     power_cut_share: int = POWER_CUT_SHARE
+    power_cut_gap: float = POWER_CUT_GAP_S
     disk_mb: int = 192
     heal_timeout: float = 600  # the heal gives up after this long without progress
     rng: random.Random = field(init=False)
@@ -276,7 +293,17 @@ class Soak:
 
     def _run(self, cloud: Cloud) -> dict[str, Any]:
         self.cloud = cloud
-        stack = self.stack = self._stack(cloud)
+        self.stack = self._stack(cloud)
+        try:
+            return self._soak(self.stack)
+        except BaseException:
+            # Stopped (a SIGTERM, an error): the stack must not outlive its namespaces.
+            if self.stack.proc is not None and self.stack.proc.poll() is None:
+                self.stack.power_cut()
+            raise
+
+    def _soak(self, stack: Stack) -> dict[str, Any]:
+        cloud = self.cloud
         # The first booking once the stack is recording: its start-up sync has them all (the
         # periodic one runs each minute only).
         plan = plan_bookings(self.rng, self.bookings, time.time() + 12, self.spacing, min(2, self.cameras))
@@ -287,10 +314,15 @@ class Soak:
         stack.start()
         wait_until("the first segments", lambda: self._segments() >= self.cameras, 60)
         duration = plan.last_end + 4 - time.time()
-        faults = plan_faults(self.fault_rng, duration, self.fault_interval, self.power_cut_share)
+        faults = plan_faults(
+            self.fault_rng, duration, self.fault_interval, self.power_cut_share, self.power_cut_gap
+        )
+        cuts = [t for t, k in faults if k == "power_cut"]
+        closest = min((b - a for a, b in zip(cuts, cuts[1:], strict=False)), default=0.0)
         log(f"{self.bookings} bookings until +{duration - 4:.0f} s, {self.cameras} cameras; {len(faults)} faults "
             f"planned over {duration:.0f} s (one every ~{self.fault_interval:g} s, {self.power_cut_share} power "
-            f"cuts per round of {len(KINDS) - 1 + self.power_cut_share}): {fault_mix([k for _, k in faults])}")  # fmt: skip
+            f"cuts per round of {len(KINDS) - 1 + self.power_cut_share}, power cuts >= {closest:.1f} s apart): "
+            f"{fault_mix([k for _, k in faults])}")  # fmt: skip
         self._fault_loop(faults)
         log(f"faults over: {self.counters} (at most {self.max_lag:.1f} s behind the plan); healing")
         self._heal_all()
@@ -509,7 +541,8 @@ class Soak:
             no_footage=len(no_footage), unexpected_deliveries=len(unexpected), unexpected_ids=unexpected,
             failed_tasks=len(bad_failed), failed=bad_failed[:20], platform_409s=sum(n["status"] == 409 for n in notes),
             late_replies=self.counters["lost_replies"] - unmet, fault_interval=self.fault_interval,
-            power_cut_share=self.power_cut_share, queued_platform_faults=self.queued_platform_faults,
+            power_cut_share=self.power_cut_share, spacing=self.spacing,
+            queued_platform_faults=self.queued_platform_faults,
             integrity_ok=int(all(v == "ok" for v in integrity.values())), integrity=integrity,
             wall_s=round(time.monotonic() - self.t0, 1), seed=self.seed,
         )  # fmt: skip
@@ -523,7 +556,8 @@ def verdict_ok(result: dict[str, Any]) -> bool:
 
 
 EXTRA_FIELDS = ("no_footage", "unexpected_deliveries", "failed_tasks", "platform_409s", "late_replies",
-                "queued_platform_faults", "integrity_ok", "disk_fills", "fault_interval", "power_cut_share", "seed")  # fmt: skip
+                "queued_platform_faults", "integrity_ok", "disk_fills", "spacing", "fault_interval", "power_cut_share",
+                "seed")  # fmt: skip
 
 
 def report(result: dict[str, Any], out: Path | None) -> None:
@@ -538,16 +572,25 @@ def report(result: dict[str, Any], out: Path | None) -> None:
         out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
+def _stop_on_term(signum: int, frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C (which a background run ignores): the stack, the servers, the
+    # namespaces and the tmpfs are stopped and removed instead of left running.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_term)
     ap = argparse.ArgumentParser(prog="soak.py", description=__doc__.splitlines()[0])
     ap.add_argument("--bookings", type=int, default=1000)
     ap.add_argument("--cameras", type=int, default=2)
-    ap.add_argument("--spacing", type=float, default=1.0, help="seconds between booking starts")
+    ap.add_argument("--spacing", type=float, default=SPACING_S, help="seconds between booking starts")
     ap.add_argument(
         "--fault-interval", type=float, default=FAULT_INTERVAL_S, help="mean seconds between faults"
     )
     ap.add_argument("--power-cut-share", type=int, default=POWER_CUT_SHARE,
                     help="power cuts per round of the fault bag (every other kind once)")  # fmt: skip
+    ap.add_argument("--power-cut-gap", type=float, default=POWER_CUT_GAP_S,
+                    help="least seconds between two planned power cuts")  # fmt: skip
     ap.add_argument("--seed", type=int, default=int(os.environ.get("SOAK_SEED") or random.randrange(1 << 31)))
     ap.add_argument("--dir", type=Path, default=None, help="working directory (default: a new temp dir)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures here (build/soak.json)")
@@ -558,7 +601,8 @@ def main(argv: list[str]) -> int:
     log(f"seed {args.seed} (SOAK_SEED={args.seed} reproduces), working in {tmp}")
     os.environ.setdefault("S3_IGNORE_SUBDOMAIN_BUCKETNAME", "true")
     soak = Soak(tmp, args.seed, bookings=args.bookings, cameras=args.cameras, spacing=args.spacing,
-                fault_interval=args.fault_interval, power_cut_share=args.power_cut_share)  # fmt: skip
+                fault_interval=args.fault_interval, power_cut_share=args.power_cut_share,
+                power_cut_gap=args.power_cut_gap)  # fmt: skip
     result = soak.run()
     report(result, args.out)
     ok = verdict_ok(result)
