@@ -260,6 +260,29 @@ def test_a_worker_killed_mid_booking_goes_on_from_its_state_with_at_most_one_par
     assert env.proxy.stats()["resent_bytes"] <= 5 * 1024 * 1024
 
 
+def test_a_worker_killed_after_the_file_is_finished_stores_the_finished_file(
+    env: Env, tmp_path: Path
+) -> None:
+    """Finished offline (its moov written, size and SHA-256 recorded), then a power cut before
+    the last parts went: after the restart the object stored is the finished file, byte for
+    byte (the soak found it stored with its last mdat header reset to the provisional size:
+    the bytes differed from the SHA-256 notified, and the MP4 did not play)."""
+    start, end = env.base + 3, env.base + 13
+    add_booking(env.cfg, start, end)
+    play = Play(env)
+    clip = play.start(start)
+    assert play.run(start, end + 25, online=False)[0] == "running"
+    finished = clip.doc["finished"]
+    assert finished and hashlib.sha256(clip.mp4_path.read_bytes()).hexdigest() == finished["sha256"]
+    play.clip = LiveClip(env.cfg, videos.get(UID), make_client(env.cfg.storage))  # the restart
+    assert hashlib.sha256(clip.mp4_path.read_bytes()).hexdigest() == finished["sha256"]
+    assert play.run(end + 26, end + 40)[0] == DONE
+    video = videos.get(UID)
+    got = stored(env, video.mp4_key, tmp_path)
+    assert video.sha256 == finished["sha256"] == hashlib.sha256(got.read_bytes()).hexdigest()
+    assert decode_errors(got) == "" and abs(float(ffprobe(got)["format"]["duration"]) - (end - start)) <= 1.0
+
+
 def test_a_booking_cancelled_mid_way_aborts_its_upload_and_notifies_nothing(env: Env) -> None:
     start, end = env.base + 3, env.base + 41
     add_booking(env.cfg, start, end)

@@ -18,6 +18,8 @@ left as zeros (at most one frame per box).
 Durability: the file and the sample records (`<file>.samples`, fixed-size records) are only
 appended; the caller persists `LiveMP4.checkpoint()` after `flush()`, and a restart
 truncates both to the checkpoint, so a segment half-appended at a power cut is appended again.
+A checkpoint taken after `finish()` says so: that file is final and a restart leaves its bytes
+as they are (its last box's header holds the real size, not the provisional one).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class LiveMP4:
         self.track_path = self.path.with_name(self.path.name + ".track")
         self.box_bytes = box_bytes or BOX_BYTES
         self.track: Track | None = None
+        self.finished = False  # the moov is written: every byte is final
         self._sha = hashlib.sha256()  # over every byte before the open box
         self._spec = hashlib.sha256()  # _sha, then the open box as it stands (header: full size)
         if checkpoint:
@@ -88,13 +91,14 @@ class LiveMP4:
 
     def checkpoint(self) -> dict[str, Any]:
         return {"length": self.length, "samples": self.samples, "duration": self.duration,
-                "box_start": self.box_start, "box_bytes": self.box_bytes}  # fmt: skip
+                "box_start": self.box_start, "box_bytes": self.box_bytes, "finished": self.finished}  # fmt: skip
 
     def _resume(self, cp: dict[str, Any]) -> None:
         try:
             self.length, self.samples = int(cp["length"]), int(cp["samples"])
             self.duration, self.box_start = int(cp["duration"]), int(cp["box_start"])
             self.box_bytes = int(cp.get("box_bytes", self.box_bytes))
+            self.finished = bool(cp.get("finished", False))
         except (KeyError, TypeError, ValueError) as e:
             raise BadInputError(f"{self.path.name}: unreadable live checkpoint ({e})") from None
         size = self.path.stat().st_size if self.path.exists() else -1
@@ -105,6 +109,8 @@ class LiveMP4:
         os.truncate(self.records_path, self.samples * _RECORD.size)
         if self.track_path.exists():
             self.track = _load_track(self.track_path)
+        if self.finished:
+            return  # final: its last box was sealed at its real size; no hash is needed any more
         # A `close_box` cut short before its checkpoint wrote the box's real size: the open
         # box's header is provisional again (the box goes on filling).
         with open(self.path, "r+b") as f:
@@ -225,6 +231,7 @@ class LiveMP4:
         sha.update(tail)
         self.length += len(tail)
         self.flush()
+        self.finished = True
         return self.length, sha.hexdigest()
 
     def iter_records(self) -> Iterator[tuple[int, int, int, int, int]]:
