@@ -60,7 +60,8 @@ lint: venv ## ruff and shellcheck
 bench: deps-test venv | $(BUILD) ## measure speed and memory; prints a table, writes build/bench.json
 	$(PY) tests/bench/run.py --out $(BUILD)/bench.json
 
-# SOAK_SEED=<n> repeats a run; SOAK_ARGS="--bookings 100" makes a smaller one. Needs root.
+# SOAK_SEED=<n> repeats a run; SOAK_ARGS="--bookings 100" makes a smaller one ("--fault-interval 3
+# --power-cut-share 3" changes the mix, printed at the start). Needs root.
 soak: deps-test venv | $(BUILD) ## 1,000 bookings under random faults, then the verdict; writes build/soak.json
 	nice -n 19 $(PY) tests/soak.py --bookings 1000 --out $(BUILD)/soak.json $(SOAK_ARGS)
 

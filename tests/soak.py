@@ -9,13 +9,20 @@ moto server behind tests/faultproxy.py and the platform simulator; its data dire
 small tmpfs that the run fills and frees; its wall clock is libfaketime's (tests/faketime.py).
 Accelerated: 2-4 s bookings, 1 s segments, 160x120 test pattern, retry schedules in seconds.
 
-Faults come from a seeded bag (every kind once per round, in random order, one every
-`--fault-interval` s on average): link cut, blackhole, store 5xx, store reset, store stall,
-platform 5xx, platform 429, platform lost reply (it records the notification, the device
-times out and gets a real 409 on the retry), kill -9 of one program, a power cut (every
-process SIGKILLed, then a reboot: the time-sync flag is gone until "NTP" comes back a few
-seconds later, and every other reboot starts with the clock off by minutes to days), and the
-disk filled to the last byte for a few seconds.
+Faults come from a seeded bag (every kind once per round and a power cut
+`--power-cut-share` times, in random order, one every `--fault-interval` s on average), all
+planned before the first one (times and kinds: the mix prints at the start): link cut,
+blackhole, store 5xx, store reset, store stall, platform 5xx, platform 429, platform lost
+reply (it records the notification, the device times out and gets a real 409 on the retry),
+kill -9 of one program, a power cut (every process SIGKILLed, then a reboot: the time-sync
+flag is gone until "NTP" comes back a few seconds later, and every other reboot starts with
+the clock off by minutes to days), and the disk filled to the last byte for a few seconds.
+The defaults (1,000 bookings 1.5 s apart, a fault every ~4 s, two power cuts per round of
+12, none within 12 s of the one before) plan about 375 faults and 62 power cuts, and leave
+time for work between them (a reboot alone takes ~9 s on a loaded 2-core machine).
+A platform fault waits for the ones before it on its endpoint (the simulator's queue), so
+each is met by a request; those still unmet when the faults end meet the first ones of the
+heal. Every lost reply that was met must show as a 409 (`late_replies` <= `platform_409s`).
 
 A booking whose whole time fell in a reboot (or a full disk) has no footage: its clip fails,
 visibly (counted as `no_footage`, its ledger row `failed`), and it is not counted as
@@ -61,6 +68,13 @@ TZ = ZoneInfo("Asia/Jakarta")
 CLOCK_OFFSETS = ("-8d", "-3h", "-10m", "+10m", "+2h")
 KINDS = ("link_cut", "blackhole", "store_5xx", "store_reset", "store_stall", "platform_5xx", "platform_429",
          "platform_lost_reply", "program_kill", "power_cut", "disk_fill")  # fmt: skip
+SPACING_S = 1.5
+FAULT_INTERVAL_S = 4.0
+POWER_CUT_SHARE = 2  # power cuts per round of the bag (every other kind once)
+# A power cut planned sooner than this after the one before swaps places with a later fault
+# of another kind: a reboot takes ~9 s to the worker running on a loaded 2-core machine, and
+# cuts one after another would leave no time for work (seen: three in 8 s, no upload done).
+POWER_CUT_GAP_S = 12.0
 LINK_KINDS = ("link_cut", "blackhole")
 COUNTER = {"link_cut": "link_faults", "blackhole": "link_faults", "store_5xx": "store_faults",
            "store_reset": "store_faults", "store_stall": "store_faults", "platform_5xx": "platform_faults",
@@ -70,6 +84,43 @@ COUNTER = {"link_cut": "link_faults", "blackhole": "link_faults", "store_5xx": "
 
 def log(msg: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def fault_round(rng: random.Random, power_cut_share: int = POWER_CUT_SHARE) -> list[str]:
+    """One round of the bag, shuffled: every kind once, a power cut `power_cut_share` times."""
+    bag = [k for k in KINDS if k != "power_cut"] + ["power_cut"] * power_cut_share
+    rng.shuffle(bag)
+    return bag
+
+
+def plan_faults(rng: random.Random, duration: float, interval: float, power_cut_share: int = POWER_CUT_SHARE,
+                power_cut_gap: float = POWER_CUT_GAP_S) -> list[tuple[float, str]]:  # fmt: skip
+    """(seconds from the start, kind) of every fault within `duration`: gaps drawn from
+    0.3 .. 2 x interval - 0.3 s (mean `interval`), kinds from whole rounds of the bag, no
+    power cut within `power_cut_gap` s of the one before (it swaps with the next other kind)."""
+    times: list[float] = []
+    t = rng.uniform(0.3, 2 * interval - 0.3)
+    while t < duration:
+        times.append(t)
+        t += rng.uniform(0.3, 2 * interval - 0.3)
+    kinds: list[str] = []
+    while len(kinds) < len(times):
+        kinds += fault_round(rng, power_cut_share)
+    kinds = kinds[: len(times)]
+    last_cut = -power_cut_gap
+    for i, t in enumerate(times):
+        if kinds[i] == "power_cut" and t - last_cut < power_cut_gap:
+            j = next((j for j in range(i + 1, len(kinds)) if kinds[j] != "power_cut"), None)
+            if j is not None:
+                kinds[i], kinds[j] = kinds[j], kinds[i]
+        if kinds[i] == "power_cut":
+            last_cut = t
+    return list(zip(times, kinds, strict=True))
+
+
+def fault_mix(kinds: list[str]) -> str:
+    counts = {k: kinds.count(k) for k in sorted(set(kinds), key=lambda k: (-kinds.count(k), k))}
+    return ", ".join(f"{k} {n}" for k, n in counts.items())
 
 
 class Cloud:
@@ -102,6 +153,15 @@ class Cloud:
                              aws_secret_access_key={S3_SECRET!r}, region_name="us-east-1")
             {code}
         """)  # fmt: skip
+
+    def sim_fault(self, endpoint: str, spec: dict[str, Any]) -> int:
+        """After the endpoint's unspent faults, not instead of them: each one is met. Returns
+        how many were still unmet before it (set without the queue, it would have replaced them)."""
+        pending = self.sim_post("/_sim/faults", {endpoint: {**spec, "queue": True}})["faults"]
+        return len(pending.get(endpoint, [])) - 1
+
+    def sim_pending(self) -> dict[str, list[dict[str, Any]]]:
+        return dict(self.sim_post("/_sim/faults", {})["faults"])
 
     def sim_post(self, path: str, body: Any) -> Any:
         data = json.dumps(body)
@@ -170,10 +230,12 @@ class Soak:
     seed: int
     bookings: int = 1000
     cameras: int = 2
-    spacing: float = 1.0
-    fault_interval: float = 1.6
+    spacing: float = SPACING_S
+    fault_interval: float = FAULT_INTERVAL_S
+    power_cut_share: int = POWER_CUT_SHARE
+    power_cut_gap: float = POWER_CUT_GAP_S
     disk_mb: int = 192
-    heal_timeout: float = 600
+    heal_timeout: float = 600  # the heal gives up after this long without progress
     rng: random.Random = field(init=False)
     counters: dict[str, int] = field(default_factory=dict)
     heals: list[tuple[float, str, Callable[[], None]]] = field(default_factory=list)
@@ -181,10 +243,12 @@ class Soak:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.fault_rng = random.Random(self.seed * 1_000_003 + 13)  # the plan: its own stream
         self.counters = {k: 0 for k in ("power_cuts", "program_kills", "link_faults", "store_faults",
-                                        "platform_faults", "clock_jumps", "disk_fills")}  # fmt: skip
-        self.bag: list[str] = []
+                                        "platform_faults", "clock_jumps", "disk_fills", "lost_replies")}  # fmt: skip
         self.link_busy = False
+        self.max_lag = 0.0
+        self.queued_platform_faults = 0
 
     # ------------------------------------------------------------ set-up
 
@@ -229,7 +293,17 @@ class Soak:
 
     def _run(self, cloud: Cloud) -> dict[str, Any]:
         self.cloud = cloud
-        stack = self.stack = self._stack(cloud)
+        self.stack = self._stack(cloud)
+        try:
+            return self._soak(self.stack)
+        except BaseException:
+            # Stopped (a SIGTERM, an error): the stack must not outlive its namespaces.
+            if self.stack.proc is not None and self.stack.proc.poll() is None:
+                self.stack.power_cut()
+            raise
+
+    def _soak(self, stack: Stack) -> dict[str, Any]:
+        cloud = self.cloud
         # The first booking once the stack is recording: its start-up sync has them all (the
         # periodic one runs each minute only).
         plan = plan_bookings(self.rng, self.bookings, time.time() + 12, self.spacing, min(2, self.cameras))
@@ -239,14 +313,18 @@ class Soak:
             cloud.sim_post("/_sim/bookings", body)
         stack.start()
         wait_until("the first segments", lambda: self._segments() >= self.cameras, 60)
-        log(f"{self.bookings} bookings until +{plan.last_end - time.time():.0f} s, {self.cameras} cameras, "
-            f"a fault every ~{self.fault_interval} s")  # fmt: skip
-        while time.time() < plan.last_end + 4:
-            self._heal_due()
-            if stack.proc is not None:
-                self._fault(self._next_kind())
-            time.sleep(self.rng.uniform(0.3, 2 * self.fault_interval - 0.3))
-        log(f"faults over: {self.counters}; healing")
+        duration = plan.last_end + 4 - time.time()
+        faults = plan_faults(
+            self.fault_rng, duration, self.fault_interval, self.power_cut_share, self.power_cut_gap
+        )
+        cuts = [t for t, k in faults if k == "power_cut"]
+        closest = min((b - a for a, b in zip(cuts, cuts[1:], strict=False)), default=0.0)
+        log(f"{self.bookings} bookings until +{duration - 4:.0f} s, {self.cameras} cameras; {len(faults)} faults "
+            f"planned over {duration:.0f} s (one every ~{self.fault_interval:g} s, {self.power_cut_share} power "
+            f"cuts per round of {len(KINDS) - 1 + self.power_cut_share}, power cuts >= {closest:.1f} s apart): "
+            f"{fault_mix([k for _, k in faults])}")  # fmt: skip
+        self._fault_loop(faults)
+        log(f"faults over: {self.counters} (at most {self.max_lag:.1f} s behind the plan); healing")
         self._heal_all()
         if stack.proc is None or stack.proc.poll() is not None:
             self._boot()
@@ -260,16 +338,23 @@ class Soak:
 
     # ------------------------------------------------------------ faults
 
-    def _next_kind(self) -> str:
-        if not self.bag:
-            self.bag = list(KINDS)
-            self.rng.shuffle(self.bag)
-        if self.link_busy:  # one link fault at a time; the rest go on meanwhile
-            other = [k for k in self.bag if k not in LINK_KINDS]
-            if other:
-                self.bag.remove(other[-1])
-                return other[-1]
-        return self.bag.pop()
+    def _fault_loop(self, faults: list[tuple[float, str]]) -> None:
+        """Each fault at its planned time (at once when behind), healing what is due between."""
+        start = time.monotonic()
+        kinds = [k for _, k in faults]
+        for i, (at, _) in enumerate(faults):
+            while (now := time.monotonic()) < start + at:
+                self._heal_due()
+                time.sleep(min(0.2, start + at - now))
+            self.max_lag = max(self.max_lag, now - start - at)
+            self._heal_due()
+            if kinds[i] in LINK_KINDS and self.link_busy:
+                # One link fault at a time: a later fault of another kind takes this turn.
+                j = next((j for j in range(i + 1, len(kinds)) if kinds[j] not in LINK_KINDS), None)
+                if j is not None:
+                    kinds[i], kinds[j] = kinds[j], kinds[i]
+            if self.stack.proc is not None:
+                self._fault(kinds[i])
 
     def _later(self, seconds: float, what: str, fn: Callable[[], None]) -> None:
         self.heals.append((time.monotonic() + seconds, what, fn))
@@ -286,7 +371,7 @@ class Soak:
             fn()
         self.heals = []
         self.cloud.proxy.clear()
-        self.cloud.sim_post("/_sim/faults", {"bookings": None, "videos": None})
+        # The platform's faults not yet met stay: each is met once, by the heal's first requests.
 
     def _fault(self, kind: str) -> None:
         r, net, proxy, stack = self.rng, self.net, self.cloud.proxy, self.stack
@@ -309,14 +394,14 @@ class Soak:
             proxy.stall(count=1, after_bytes=r.choice([0, 10_000]), seconds=r.uniform(1, 4))
         elif kind == "platform_5xx":
             ep = r.choice(["videos", "videos", "bookings"])
-            self.cloud.sim_post("/_sim/faults", {ep: {"mode": r.choice(["500", "502", "503"]),
-                                                      "count": r.randint(1, 3)}})  # fmt: skip
+            self._platform_fault(ep, {"mode": r.choice(["500", "502", "503"]), "count": r.randint(1, 3)})
         elif kind == "platform_429":
-            self.cloud.sim_post("/_sim/faults", {"videos": {"mode": "429", "count": r.randint(1, 2),
-                                                            "retry_after": str(r.randint(1, 3))}})  # fmt: skip
+            self._platform_fault("videos", {"mode": "429", "count": r.randint(1, 2),
+                                            "retry_after": str(r.randint(1, 3))})  # fmt: skip
         elif kind == "platform_lost_reply":
             # Answered after the device's 3 s timeout: recorded, then its retry is a real 409.
-            self.cloud.sim_post("/_sim/faults", {"videos": {"mode": "timeout", "count": 1, "delay": 4.0}})
+            self._platform_fault("videos", {"mode": "timeout", "count": 1, "delay": 4.0})
+            self.counters["lost_replies"] += 1
         elif kind == "program_kill":
             running = sorted(p for p, st in stack.states().items() if st == "RUNNING")
             if running:
@@ -325,6 +410,10 @@ class Soak:
             self._power_cut()
         elif kind == "disk_fill":
             self._fill_disk(r.uniform(2, 5))
+
+    def _platform_fault(self, endpoint: str, spec: dict[str, Any]) -> None:
+        if self.cloud.sim_fault(endpoint, spec) > 0:
+            self.queued_platform_faults += 1  # behind an unmet one: replacing it would have lost it
 
     def _kill9(self, program: str) -> None:
         # Not Stack.kill9: a program that stopped since has pid 0, and kill(0) is our own group.
@@ -373,16 +462,27 @@ class Soak:
     # ------------------------------------------------------------ the end
 
     def _wait_settled(self, expected: set[str]) -> None:
-        """Until every expected video is notified, or nothing is left to do on the device."""
-
-        def settled() -> bool:
+        """Until every expected video is notified, or nothing is left to do on the device, or
+        `heal_timeout` s pass without progress (then the verdict names what is missing)."""
+        seen: tuple[int, int] | None = None
+        since = shown = 0.0
+        while True:
             counts = self.cloud.summary()["counts"]
             done = sum(1 for u in expected if counts.get(u))
             busy = self._busy_rows()
-            log(f"delivered {done}/{len(expected)}, {busy} ledger rows still to run")
-            return done == len(expected) or busy == 0
-
-        wait_until("the soak to settle", settled, self.heal_timeout, 2)
+            now = time.monotonic()
+            if (done, busy) != seen:
+                seen, since = (done, busy), now
+            settled = done == len(expected) or busy == 0
+            if settled or now - shown >= 10:
+                log(f"delivered {done}/{len(expected)}, {busy} ledger rows still to run")
+                shown = now
+            if settled:
+                break
+            if now - since > self.heal_timeout:
+                log(f"no progress for {self.heal_timeout:.0f} s: judging it as it is")
+                break
+            time.sleep(2)
         time.sleep(2)  # a notification in flight lands (a duplicate would show)
 
     def _segments(self) -> int:
@@ -436,9 +536,13 @@ class Soak:
         allowed_failures = {f"clip:{u}" for u in no_footage}
         bad_failed = [f for f in failed if f["unique_key"] not in allowed_failures]
         integrity = self.stack.integrity()
+        unmet = sum(f["mode"] == "timeout" for f in self.cloud.sim_pending().get("videos", []))
         result.update(
             no_footage=len(no_footage), unexpected_deliveries=len(unexpected), unexpected_ids=unexpected,
             failed_tasks=len(bad_failed), failed=bad_failed[:20], platform_409s=sum(n["status"] == 409 for n in notes),
+            late_replies=self.counters["lost_replies"] - unmet, fault_interval=self.fault_interval,
+            power_cut_share=self.power_cut_share, spacing=self.spacing,
+            queued_platform_faults=self.queued_platform_faults,
             integrity_ok=int(all(v == "ok" for v in integrity.values())), integrity=integrity,
             wall_s=round(time.monotonic() - self.t0, 1), seed=self.seed,
         )  # fmt: skip
@@ -446,12 +550,14 @@ class Soak:
 
 
 def verdict_ok(result: dict[str, Any]) -> bool:
+    # A lost reply that was met leaves a 409: the retry's, or the late one's behind it.
     return (passed(result) and not result["unexpected_deliveries"] and not result["failed_tasks"]
-            and bool(result["integrity_ok"]))  # fmt: skip
+            and bool(result["integrity_ok"]) and result["platform_409s"] >= result["late_replies"])  # fmt: skip
 
 
-EXTRA_FIELDS = ("no_footage", "unexpected_deliveries", "failed_tasks", "platform_409s", "integrity_ok",
-                "disk_fills", "seed")  # fmt: skip
+EXTRA_FIELDS = ("no_footage", "unexpected_deliveries", "failed_tasks", "platform_409s", "late_replies",
+                "queued_platform_faults", "integrity_ok", "disk_fills", "spacing", "fault_interval", "power_cut_share",
+                "seed")  # fmt: skip
 
 
 def report(result: dict[str, Any], out: Path | None) -> None:
@@ -466,12 +572,25 @@ def report(result: dict[str, Any], out: Path | None) -> None:
         out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
+def _stop_on_term(signum: int, frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C (which a background run ignores): the stack, the servers, the
+    # namespaces and the tmpfs are stopped and removed instead of left running.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_term)
     ap = argparse.ArgumentParser(prog="soak.py", description=__doc__.splitlines()[0])
     ap.add_argument("--bookings", type=int, default=1000)
     ap.add_argument("--cameras", type=int, default=2)
-    ap.add_argument("--spacing", type=float, default=1.0, help="seconds between booking starts")
-    ap.add_argument("--fault-interval", type=float, default=1.6, help="mean seconds between faults")
+    ap.add_argument("--spacing", type=float, default=SPACING_S, help="seconds between booking starts")
+    ap.add_argument(
+        "--fault-interval", type=float, default=FAULT_INTERVAL_S, help="mean seconds between faults"
+    )
+    ap.add_argument("--power-cut-share", type=int, default=POWER_CUT_SHARE,
+                    help="power cuts per round of the fault bag (every other kind once)")  # fmt: skip
+    ap.add_argument("--power-cut-gap", type=float, default=POWER_CUT_GAP_S,
+                    help="least seconds between two planned power cuts")  # fmt: skip
     ap.add_argument("--seed", type=int, default=int(os.environ.get("SOAK_SEED") or random.randrange(1 << 31)))
     ap.add_argument("--dir", type=Path, default=None, help="working directory (default: a new temp dir)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures here (build/soak.json)")
@@ -482,7 +601,8 @@ def main(argv: list[str]) -> int:
     log(f"seed {args.seed} (SOAK_SEED={args.seed} reproduces), working in {tmp}")
     os.environ.setdefault("S3_IGNORE_SUBDOMAIN_BUCKETNAME", "true")
     soak = Soak(tmp, args.seed, bookings=args.bookings, cameras=args.cameras, spacing=args.spacing,
-                fault_interval=args.fault_interval)  # fmt: skip
+                fault_interval=args.fault_interval, power_cut_share=args.power_cut_share,
+                power_cut_gap=args.power_cut_gap)  # fmt: skip
     result = soak.run()
     report(result, args.out)
     ok = verdict_ok(result)

@@ -169,6 +169,23 @@ def test_faults_apply_to_the_next_n_requests_after_k(platform: PlatformSim) -> N
     assert get_bookings(platform, "2025-01-23").headers["Content-Type"].startswith("text/html")
 
 
+def test_a_queued_fault_waits_for_the_one_before_it(platform: PlatformSim) -> None:
+    platform.set_fault("bookings", "500", count=1)
+    platform.set_fault("bookings", "429", count=1, retry_after="3", queue=True)
+    pending = platform.set_fault("bookings", "503", count=2, queue=True)["faults"]["bookings"]
+    assert [(f["mode"], f["count"]) for f in pending] == [("500", 1), ("429", 1), ("503", 2)]
+    codes = [get_bookings(platform, "2025-01-23").status_code for _ in range(5)]
+    assert codes == [500, 429, 503, 503, 200]
+    assert requests.post(f"{platform.url}/_sim/faults", json={}, timeout=10).json() == {"faults": {}}
+    platform.set_fault("bookings", "500", count=1)
+    platform.set_fault("bookings", "502", count=1)  # without queue: instead of the one unspent
+    assert [get_bookings(platform, "2025-01-23").status_code for _ in range(2)] == [502, 200]
+    platform.set_fault("bookings", "500", count=1)
+    platform.set_fault("bookings", "503", count=1, queue=True)
+    platform.clear_faults()  # null clears the queued ones too
+    assert get_bookings(platform, "2025-01-23").status_code == 200
+
+
 def test_videos_first_201_then_409_and_all_counted(platform: PlatformSim) -> None:
     assert post_video(platform, video()).status_code == 201
     assert post_video(platform, video()).status_code == 409

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +217,67 @@ def test_a_429_waits_its_retry_after_and_does_not_count(
         assert statuses == [201]  # the 429 answer is not a received notification
     finally:
         database.close()
+
+
+# ---------------------------------------------------------------- a reply lost to the timeout
+
+
+@pytest.mark.parametrize("retry_when", ["after_the_late_answer", "while_it_is_held"])
+def test_a_reply_lost_to_the_timeout_is_recorded_and_the_retry_counts_as_delivered(
+    make_config: Any, platform: PlatformSim, caplog: pytest.LogCaptureFixture, retry_when: str
+) -> None:
+    """The platform sits on the notification past the device's timeout, then takes it
+    (booking-api.md 2: it de-duplicates by Idempotency-Key). The device saw no answer, so the
+    row is retried: after the late one was recorded, the retry meets 409, which is success;
+    sent while it is still held, the retry is the 201 and the late one the 409. Either way the
+    platform holds it once and the video is notified once."""
+    from venuecam import db as db_mod
+
+    caplog.set_level(logging.INFO, logger="worker")
+    cfg = make_config(booking_api={"base_url": platform.url, "api_token": platform.token, "timeout_s": 0.5},
+                      storage={"public_base_url": "https://videos.example.com"})  # fmt: skip
+    database = db_mod.open_db(cfg.db_path)
+    try:
+        tasks = register(make_huey(cfg), cfg)
+        start = naive_utc_to_ts(utcnow()) - 900
+        add_booking(cfg, "BK-LATE", start, start + 600)
+        video = Video.create(
+            unique_id="BK-LATE-CAMERA_A-full", booking_id="BK-LATE", camera="CAMERA_A", field_id=1,
+            start_ts=start, end_ts=start + 600, status=VideoStatus.UPLOADED, sha256="b" * 64,
+            size_bytes=1000, duration_s=600.0, mp4_key="k.mp4", preview_key="k_preview.mp4", thumb_key="k.jpg",
+        )  # fmt: skip
+        row, _ = ledger.enqueue_row(pipeline.notify_step(cfg, video))
+        platform.set_fault("videos", "timeout", count=1, delay=1.5)
+        execute_row(cfg, tasks, row.id, now=utcnow())
+        after = ledger.get(row.id)
+        assert after.status == TaskStatus.PENDING and after.attempts == 1, after.error_msg
+        assert "did not answer within 0.5s" in after.error_msg
+        assert videos.get(video.unique_id).status == VideoStatus.UPLOADED
+        if retry_when == "after_the_late_answer":
+            wait_for(lambda: platform.summary()["notifications"], 10)
+            assert [n["status"] for n in platform.summary()["notifications"]] == [201]  # recorded, unanswered
+        else:
+            assert platform.summary()["notifications"] == []  # still held
+        execute_row(cfg, tasks, row.id, now=after.next_retry_at)
+        assert ledger.get(row.id).status == TaskStatus.COMPLETED
+        assert videos.get(video.unique_id).status == VideoStatus.NOTIFIED
+        late = retry_when == "after_the_late_answer"
+        told = "already delivered (HTTP 409)" if late else "delivered (HTTP 201)"
+        sent = [r.getMessage() for r in caplog.records if "Notification sent successfully" in r.getMessage()]
+        assert len(sent) == 1 and sent[0].endswith(f", {told})"), sent
+        wait_for(lambda: len(platform.summary()["notifications"]) == 2, 10)  # the late one lands too
+        seen = platform.summary()
+        assert [n["status"] for n in seen["notifications"]] == [201, 409]
+        assert list(seen["delivered"]) == [video.unique_id] and seen["violations"] == {}
+    finally:
+        database.close()
+
+
+def wait_for(fn: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not fn():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- a booking that changed (2b)

@@ -82,7 +82,9 @@ class LiveClip:
             doc["mp4"] = self.mp4.checkpoint()
             state.save(self.state_path, doc)
         else:
-            self.mp4 = LiveMP4(self.mp4_path, checkpoint=doc["mp4"])
+            # `finished` and its checkpoint are saved in one write: a finished file's bytes
+            # are final (said here too for a checkpoint saved before it carried `sealed`).
+            self.mp4 = LiveMP4(self.mp4_path, checkpoint={**doc["mp4"], "sealed": bool(doc.get("finished"))})
         self.doc = doc
         self.upload = LiveUpload(client, cfg.storage.bucket, doc["keys"]["mp4"], doc["upload"], self._save,
                                  wrap=wrap)  # fmt: skip

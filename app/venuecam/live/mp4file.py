@@ -18,6 +18,8 @@ left as zeros (at most one frame per box).
 Durability: the file and the sample records (`<file>.samples`, fixed-size records) are only
 appended; the caller persists `LiveMP4.checkpoint()` after `flush()`, and a restart
 truncates both to the checkpoint, so a segment half-appended at a power cut is appended again.
+A checkpoint taken after `finish()` says so (`sealed`): that file is final and a restart leaves
+its bytes as they are (its last box's header holds the real size, not the provisional one).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
                                                          highest revision of each unique_id (2b)
     POST /_sim/bookings   {"bookings": [...], "date": opt, "append": opt, "remove": [ids]} or [...]
     POST /_sim/faults     {"bookings": {"mode": ..., "count": N, "after": K}, "videos": {...}}
+                          ("queue": true: after the endpoint's unspent faults, not instead);
+                          answers every endpoint's faults still to come ({} only asks)
     GET  /_sim/notifications    POST /_sim/reset    GET /_sim/health
 
 Faults: html, truncated, wrong_type (top-level shapes that break the contract), reset (close
@@ -76,7 +78,7 @@ class SimHandler(BaseHTTPRequestHandler):
                 self._sim_bookings()
             elif path == "/_sim/faults":
                 self.server.state.set_faults(self._read_json(expect=dict))
-                self._json(200, {"faults": self.server.state.faults})
+                self._json(200, {"faults": self.server.state.pending_faults()})
             elif path == "/_sim/reset":
                 self._read_body()
                 self.server.state.reset()

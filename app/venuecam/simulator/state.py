@@ -23,7 +23,8 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_fault(endpoint: str, spec: Any) -> dict[str, Any]:
-    """A fault spec: {"mode": html|truncated|...|"<HTTP code>", "count": N, "after": K, ...}."""
+    """A fault spec: {"mode": html|truncated|...|"<HTTP code>", "count": N, "after": K, ...};
+    `"queue": true` puts it after the endpoint's faults still to come instead of replacing them."""
     if endpoint not in ENDPOINTS:
         raise BadInputError(f"faults: unknown endpoint {endpoint!r} (allowed: {', '.join(ENDPOINTS)})")
     if spec is None:
@@ -39,6 +40,7 @@ def check_fault(endpoint: str, spec: Any) -> dict[str, Any]:
         "after": int(spec.get("after", 0)),  # let this many requests through first
         "retry_after": str(spec.get("retry_after", "7")),
         "delay": float(spec.get("delay", 30.0)),  # for timeout: how long to sit on the request
+        "queue": bool(spec.get("queue", False)),
     }
     if out["count"] < 0 or out["after"] < 0:
         raise BadInputError(f"faults.{endpoint}: count and after must be >= 0")
@@ -105,6 +107,8 @@ class SimState:
         # Runtime bookings: (serving date, raw object) in insertion order, served verbatim.
         self.extra: list[tuple[str | None, Any]] = []
         self.faults: dict[str, dict[str, Any]] = {}
+        # Faults set with "queue": each endpoint's, in turn once the one in `faults` is spent.
+        self.queued: dict[str, list[dict[str, Any]]] = {}
         self.notifications: list[dict[str, Any]] = []
         # unique_id -> the payload of the highest revision received (booking-api.md 2b)
         self.delivered: dict[str, dict[str, Any]] = {}
@@ -151,13 +155,24 @@ class SimState:
     # ------------------------------------------------------------ faults
 
     def set_faults(self, body: dict[str, Any]) -> None:
+        """Each endpoint's fault replaces the ones still to come (null clears them), or with
+        "queue" waits its turn after them: a fault set while another is unspent is not lost."""
         checked = {ep: check_fault(ep, spec) for ep, spec in body.items()}
         with self.lock:
             for ep, spec in checked.items():
-                if spec and spec["count"] > 0:
+                if spec and spec["count"] > 0 and spec["queue"] and ep in self.faults:
+                    self.queued.setdefault(ep, []).append(spec)
+                elif spec and spec["count"] > 0:
                     self.faults[ep] = spec
+                    self.queued.pop(ep, None)
                 else:
                     self.faults.pop(ep, None)
+                    self.queued.pop(ep, None)
+
+    def pending_faults(self) -> dict[str, list[dict[str, Any]]]:
+        """Each endpoint's faults still to come, the next first."""
+        with self.lock:
+            return {ep: [dict(self.faults[ep]), *map(dict, self.queued.get(ep, []))] for ep in self.faults}
 
     def take_fault(self, endpoint: str) -> dict[str, Any] | None:
         """Count a request; the fault that applies to it, if any."""
@@ -172,6 +187,8 @@ class SimState:
             spec["count"] -= 1
             if spec["count"] <= 0:
                 del self.faults[endpoint]
+                if self.queued.get(endpoint):
+                    self.faults[endpoint] = self.queued[endpoint].pop(0)
             return dict(spec)
 
     # ------------------------------------------------------------ notifications
@@ -221,6 +238,7 @@ class SimState:
         with self.lock:
             self.extra.clear()
             self.faults.clear()
+            self.queued.clear()
             self.notifications.clear()
             self.delivered.clear()
             self.replace_mismatches.clear()
