@@ -12,22 +12,9 @@ from typing import Any
 
 import pytest
 
-from update_rig import Box, Releases
+from update_rig import Box, Releases, tamper
 from venuecam.update import bundle, channel, manifest, window
 from venuecam.update.manifest import BundleError
-
-
-def tamper(src: Path, dst: Path) -> str:
-    """Copy the bundle, flipping one byte inside its first wheel; manifest and signature kept."""
-    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as tout:
-        changed = ""
-        for m in tin.getmembers():
-            data = tin.extractfile(m).read()  # type: ignore[union-attr]
-            if m.name.endswith(".whl") and not changed:
-                data = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
-                changed = m.name
-            tout.addfile(m, io.BytesIO(data))
-    return changed
 
 
 @pytest.fixture(scope="module")

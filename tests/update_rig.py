@@ -10,6 +10,7 @@ release bundles built from this source tree, deliberately broken where a test ne
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -113,8 +115,11 @@ class Releases:
         self.made: dict[Path, tuple[str, Path]] = {}
         self.lock = threading.Lock()  # boxes boot in threads (test_update_powercut, the fleet)
 
-    def build(self, version: str, *breakages: str, key: Path | None = None) -> Path:
-        name = "-".join([version, *breakages]) + ("-otherkey" if key else "")
+    def build(self, version: str, *breakages: str, key: Path | None = None, target: str = "host") -> Path:
+        """The bundle of this source tree (with `breakages`) as `version`, once per session; for
+        this machine, or for another `target` (`3.13-aarch64`: the image's Python on a Pi)."""
+        suffix = ("-otherkey" if key else "") + ("" if target == "host" else f"-{target}")
+        name = "-".join([version, *breakages]) + suffix
         if name in self.built:
             return self.built[name]
         src = self.root / f"src-{name}"
@@ -132,9 +137,13 @@ class Releases:
                 f.write_text(text)
         out = self.root / f"out-{name}"
         build_mod.main(["release", "--key", str(key or self.key), "--out", str(out), "--version", version,
-                        "--target", "host", "--app", str(src), "--cache", str(CACHE)])  # fmt: skip
+                        "--target", target, "--app", str(src), "--cache", str(CACHE)])  # fmt: skip
         self.built[name] = out / f"venuecam-{version}.bundle"
         return self.built[name]
+
+    def signer_line(self) -> str:
+        """This key's line for a box's release-signers file."""
+        return self.signers.read_text().strip()
 
     def installed(self, bundle_path: Path) -> tuple[str, Path]:
         """(version, a release directory installed from the bundle), made once, as a box's."""
@@ -153,6 +162,19 @@ class Releases:
             shutil.rmtree(tmp)
             self.made[bundle_path] = (v.manifest.version, layout.dir(v.manifest.version))
             return self.made[bundle_path]
+
+
+def tamper(src: Path, dst: Path) -> str:
+    """Copy the bundle, flipping one byte inside its first wheel; manifest and signature kept."""
+    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as tout:
+        changed = ""
+        for m in tin.getmembers():
+            data = tin.extractfile(m).read()  # type: ignore[union-attr]
+            if m.name.endswith(".whl") and not changed:
+                data = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
+                changed = m.name
+            tout.addfile(m, io.BytesIO(data))
+    return changed
 
 
 class Box:
