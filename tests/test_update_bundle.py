@@ -85,6 +85,22 @@ def test_older_or_same_version_is_refused_without_allow_downgrade(idle_box: Box,
     untouched(idle_box)
 
 
+def test_the_release_an_image_ships_is_complete_to_the_updater(idle_box: Box) -> None:
+    """Marked by its own code as the image build does (`build shipped`): a failed gate, a power
+    cut and `update --rollback` can go back to it (Layout.point refuses an incomplete release)."""
+    from venuecam import db as db_mod
+    from venuecam.update.layout import Layout
+
+    layout = Layout(idle_box.install_dir)
+    assert layout.installed() == ["0.1.0"] and layout.complete("0.1.0")
+    marker = layout.marker("0.1.0") or {}
+    assert marker["origin"] == "image" and marker["version"] == "0.1.0"
+    assert marker["provides"] == {"config_version": 1, "db_schema": db_mod.SCHEMA_VERSION}
+    layout.point("committed", "0.1.0")
+    assert idle_box.link("committed") == "0.1.0"
+    (idle_box.install_dir / "committed").unlink()
+
+
 def valid_manifest(**over: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "format": 1, "name": "venuecam", "version": "1.2.0", "built_at": "",

@@ -211,11 +211,12 @@ class Box:
     # ------------------------------------------------------------ the layout
 
     def install(self, bundle_path: Path) -> str:
-        """What the image build does: one release, `current` pointing at it. The release is
+        """What the image build does: one release, marked complete by its own code
+        (`build shipped`), `current` pointing at it. The release is
         installed (a virtualenv, every wheel: seconds of pip) once per bundle and session, then
         copied into each box, its scripts' interpreter lines moved to the box's path; what an
         update installs is never copied: the updater installs it for real."""
-        from venuecam.update.layout import Layout
+        from venuecam.update.layout import MARKER, Layout
 
         version, made = self.kit.installed(bundle_path)
         layout = Layout(self.install_dir)
@@ -228,6 +229,11 @@ class Box:
                 data = script.read_bytes()
                 if data.startswith(b"#!") and old in data:
                     script.write_bytes(data.replace(old, new))
+        # Its marker as the image build writes it (by the release's own code), not an update's.
+        (target / MARKER).unlink()
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run([str(target / "bin" / "python"), "-m", "venuecam.update.build", "shipped",
+                        "--install-dir", str(self.install_dir)], check=True, capture_output=True, env=env)  # fmt: skip
         layout.point("current", version)
         return version
 
