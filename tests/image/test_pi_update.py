@@ -7,7 +7,8 @@ to the box's /etc/venuecam/release-signers, put in a bucket of the S3 server the
 reaches (fixtures_image.services). A bundle signed by a key the box does not trust and one with
 a byte flipped inside a wheel are refused first, each saying why, with nothing changed; then the
 good one is downloaded, verified, installed (a virtualenv, every wheel, by pip on the Pi),
-self-checked, switched to behind the health gate and committed, and the box records on it.
+self-checked, switched to behind the health gate and committed, and the box records on it;
+last, `venuecam update --rollback` takes it back to the release the image shipped.
 
 It runs on the boot every Pi 3 check shares, after all of them: it changes the box's release
 (marker changes_the_box; see fixtures_image.pytest_collection_modifyitems). Figures (bundle
@@ -205,3 +206,31 @@ def test_an_update_over_the_air_is_committed_and_the_box_records_on_it_on_the_pi
     )
     print(f"\nraspi3b update {old} -> {kit.version}: {wall:.0f} s in all, {result['seconds']} s applying; "
           f"steps {steps}; gate {gate['checks']}")  # fmt: skip
+
+
+def test_the_image_release_is_gone_back_to_by_hand_on_the_pi3(pi3_box: qemu_pi.PiBox, kit: Kit) -> None:
+    """`venuecam update --rollback`: the release the image shipped is one to go back to (its
+    marker, written by the image build), behind the same gate; the box ends as it was booted."""
+    box = pi3_box
+    said = json.loads(box.out("venuecam update --status --json"))
+    if said["release"] != kit.version:  # run alone: the update first
+        trust(box, kit)
+        status, out = box.run(f"venuecam update {kit.url(kit.good)} --wait --json", timeout=UPDATE_TIMEOUT_S)
+        assert status == 0 and json_tail(out)["outcome"] == "committed", out[-4000:]
+        said = json.loads(box.out("venuecam update --status --json"))
+    old = said["previous"]
+    assert old and mf.newer(kit.version, old), said
+    t0 = time.monotonic()
+    status, out = box.run("venuecam update --rollback --json", timeout=UPDATE_TIMEOUT_S)
+    wall = time.monotonic() - t0
+    assert status == 0, out[-4000:]
+    result = json_tail(out)
+    assert result["outcome"] == "committed" and result["kind"] == "rollback", result
+    assert (result["from"], result["to"]) == (kit.version, old)
+    said = json.loads(box.out("venuecam update --status --json"))
+    assert (said["release"], said["committed"], said["previous"]) == (old, old, kit.version), said
+    assert box.out("venuecam --version").strip() == old
+    box.wait_until("all programs RUNNING on the image's release", ALL_RUNNING, timeout=300)
+    filed = int(box.out(SEGMENTS))
+    box.wait_until("a segment recorded after the rollback", f'test "$({SEGMENTS})" -gt {filed}', timeout=300)
+    record(raspi3b_rollback_by_hand_wall_s=round(wall, 1), raspi3b_rollback_by_hand_apply_s=result["seconds"])
