@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import shutil
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,53 @@ def test_older_or_same_version_is_refused_without_allow_downgrade(idle_box: Box,
     r = idle_box.venuecam("update", str(base_bundle))
     assert r.returncode == 1 and "not newer than 0.1.0" in r.stderr
     untouched(idle_box)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory served over HTTP on loopback (where a box downloads bundles from)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_downloaded_bundle_is_not_kept_once_refused_and_a_deferred_one_is(
+    idle_box: Box, releases: Releases, served: tuple[Path, str]
+) -> None:
+    """The root filesystem is not for old bundles: one fetched by URL goes when its update is
+    over (here: refused); a deferred update's stays for the timer; a file given by path stays."""
+    root, url = served
+    good = releases.build("0.2.0", "migrate")
+    name = tamper(good, root / "venuecam-0.2.0.bundle")
+    r = idle_box.venuecam("update", f"{url}/venuecam-0.2.0.bundle")
+    assert r.returncode == 1 and f"{name}: does not match the signed manifest" in r.stderr, r.stderr
+    untouched(idle_box)  # nothing in downloads/ either
+    assert (root / "venuecam-0.2.0.bundle").exists()
+    r = idle_box.venuecam("update", str(root / "venuecam-0.2.0.bundle"))
+    assert r.returncode == 1 and (root / "venuecam-0.2.0.bundle").exists()  # given by path: kept
+
+    (root / "venuecam-0.2.0.bundle").write_bytes(good.read_bytes())
+    local = dt.datetime.now(idle_box.cfg.tz)
+    window = f"{(local + dt.timedelta(hours=3)):%H:00}-{(local + dt.timedelta(hours=4)):%H:00}"
+    idle_box.configure(update={"maintenance_window": window})
+    try:
+        r = idle_box.venuecam("update", f"{url}/venuecam-0.2.0.bundle")
+        assert r.returncode == 0 and "deferred: outside the maintenance window" in r.stdout, (
+            r.stdout + r.stderr
+        )
+        pending = idle_box.state()["pending"]
+        assert Path(pending["bundle"]).read_bytes() == good.read_bytes()  # kept for the timer
+    finally:
+        idle_box.configure(update={"maintenance_window": ""})
+        shutil.rmtree(idle_box.state_dir, ignore_errors=True)
 
 
 def test_the_release_an_image_ships_is_complete_to_the_updater(idle_box: Box) -> None:
