@@ -208,6 +208,15 @@ def test_an_update_over_the_air_is_committed_and_the_box_records_on_it_on_the_pi
           f"steps {steps}; gate {gate['checks']}")  # fmt: skip
 
 
+def test_the_update_left_no_bundle_on_the_root_filesystem_of_the_pi3(
+    pi3_box: qemu_pi.PiBox, kit: Kit
+) -> None:
+    """The downloaded bundles (the refused ones, the applied one) are gone: 22 MB each on the
+    2 GiB root slot, which holds the releases too (the one running and the one before)."""
+    left = pi3_box.out("ls -A /var/lib/venuecam-update/downloads").split()
+    assert not [name for name in left if name.endswith(".bundle")], left
+
+
 def test_the_image_release_is_gone_back_to_by_hand_on_the_pi3(pi3_box: qemu_pi.PiBox, kit: Kit) -> None:
     """`venuecam update --rollback`: the release the image shipped is one to go back to (its
     marker, written by the image build), behind the same gate; the box ends as it was booted."""
