@@ -86,6 +86,9 @@ in_chroot "$root" "$release/bin/python" -m pip install --quiet --no-index --no-d
   --disable-pip-version-check --no-warn-script-location "/tmp/wheels/$(basename "$app_wheel")"
 # Every dependency the app declares is there (nothing was fetched: --no-index).
 in_chroot "$root" "$release/bin/python" -m pip check >/dev/null || die "the release's dependencies are incomplete"
+# Complete to the updater (the marker an update writes last): a failed health gate, a power cut
+# mid-update and `venuecam update --rollback` can go back to the release the image ships.
+in_chroot "$root" "$release/bin/python" -m venuecam.update.build shipped --install-dir /opt/venuecam >/dev/null
 ln -sfn "releases/$version" "$root/opt/venuecam/current"
 # The release the image ships has passed its gate: the boot check (venuecam-update-boot.service,
 # ConditionPathExists=/opt/venuecam/committed) runs from it and a rollback goes back to it.

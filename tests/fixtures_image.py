@@ -36,6 +36,8 @@ SIM_GUEST = ("10.0.2.100", 8080)
 S3_GUEST = ("10.0.2.101", 9000)
 WIFI_PSK = "imagetest-wifi-psk"
 HOSTNAME = "court-7"
+# The marker of image tests that change a shared box (see pytest_collection_modifyitems).
+CHANGES_THE_BOX = "changes_the_box"
 TOOLS = {
     "mmdebstrap": "mmdebstrap",
     "qemu-system-aarch64": "qemu-system-arm",
@@ -49,6 +51,13 @@ TOOLS = {
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
 }
+# On a booted box: supervisord's programs (each RUNNING, else the command fails) and the
+# filed segments (ffmpeg's run directories hold the ones not yet validated and indexed).
+SUPERVISORCTL = "/opt/venuecam/current/bin/supervisorctl -c /run/venuecam/supervisord.conf status"
+ALL_RUNNING = f'out=$({SUPERVISORCTL}) && echo "$out" && ! echo "$out" | grep -v \' RUNNING \''
+SEGMENTS = (
+    "find /var/lib/venuecam/segments -name .runs -prune -o -type f -name '*.ts' -size +1k -print | wc -l"
+)
 # Relays one guest connection (stdin/stdout, from QEMU's guestfwd) to a host loopback port.
 RELAY = """
 import os, select, socket, sys
@@ -165,6 +174,13 @@ def _needs_image(item: pytest.Item) -> bool:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{CHANGES_THE_BOX}: changes what a shared emulated box runs (its release): after every other image test",
+    )
+
+
 @pytest.hookimpl(trylast=True)  # after -m / -k deselection: only what will run counts
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
@@ -173,6 +189,9 @@ def pytest_collection_modifyitems(
     later = [item for item in items if _needs_image(item)]
     if not later:
         return
+    # The boots are shared: a test that changes the box (an update) sees it after all the others
+    # (a stable sort: each group keeps its order).
+    later.sort(key=lambda item: item.get_closest_marker(CHANGES_THE_BOX) is not None)
     items[:] = [item for item in items if not _needs_image(item)] + later
     if os.environ.get("VENUECAM_IMAGE_PREBUILT") or why_cannot_run() or config.option.collectonly:
         return

@@ -6,28 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import shutil
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from update_rig import Box, Releases
+from update_rig import Box, Releases, tamper
 from venuecam.update import bundle, channel, manifest, window
 from venuecam.update.manifest import BundleError
-
-
-def tamper(src: Path, dst: Path) -> str:
-    """Copy the bundle, flipping one byte inside its first wheel; manifest and signature kept."""
-    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as tout:
-        changed = ""
-        for m in tin.getmembers():
-            data = tin.extractfile(m).read()  # type: ignore[union-attr]
-            if m.name.endswith(".whl") and not changed:
-                data = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
-                changed = m.name
-            tout.addfile(m, io.BytesIO(data))
-    return changed
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +85,69 @@ def test_older_or_same_version_is_refused_without_allow_downgrade(idle_box: Box,
     r = idle_box.venuecam("update", str(base_bundle))
     assert r.returncode == 1 and "not newer than 0.1.0" in r.stderr
     untouched(idle_box)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory served over HTTP on loopback (where a box downloads bundles from)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_downloaded_bundle_is_not_kept_once_refused_and_a_deferred_one_is(
+    idle_box: Box, releases: Releases, served: tuple[Path, str]
+) -> None:
+    """The root filesystem is not for old bundles: one fetched by URL goes when its update is
+    over (here: refused); a deferred update's stays for the timer; a file given by path stays."""
+    root, url = served
+    good = releases.build("0.2.0", "migrate")
+    name = tamper(good, root / "venuecam-0.2.0.bundle")
+    r = idle_box.venuecam("update", f"{url}/venuecam-0.2.0.bundle")
+    assert r.returncode == 1 and f"{name}: does not match the signed manifest" in r.stderr, r.stderr
+    untouched(idle_box)  # nothing in downloads/ either
+    assert (root / "venuecam-0.2.0.bundle").exists()
+    r = idle_box.venuecam("update", str(root / "venuecam-0.2.0.bundle"))
+    assert r.returncode == 1 and (root / "venuecam-0.2.0.bundle").exists()  # given by path: kept
+
+    (root / "venuecam-0.2.0.bundle").write_bytes(good.read_bytes())
+    local = dt.datetime.now(idle_box.cfg.tz)
+    window = f"{(local + dt.timedelta(hours=3)):%H:00}-{(local + dt.timedelta(hours=4)):%H:00}"
+    idle_box.configure(update={"maintenance_window": window})
+    try:
+        r = idle_box.venuecam("update", f"{url}/venuecam-0.2.0.bundle")
+        assert r.returncode == 0 and "deferred: outside the maintenance window" in r.stdout, (
+            r.stdout + r.stderr
+        )
+        pending = idle_box.state()["pending"]
+        assert Path(pending["bundle"]).read_bytes() == good.read_bytes()  # kept for the timer
+    finally:
+        idle_box.configure(update={"maintenance_window": ""})
+        shutil.rmtree(idle_box.state_dir, ignore_errors=True)
+
+
+def test_the_release_an_image_ships_is_complete_to_the_updater(idle_box: Box) -> None:
+    """Marked by its own code as the image build does (`build shipped`): a failed gate, a power
+    cut and `update --rollback` can go back to it (Layout.point refuses an incomplete release)."""
+    from venuecam import db as db_mod
+    from venuecam.update.layout import Layout
+
+    layout = Layout(idle_box.install_dir)
+    assert layout.installed() == ["0.1.0"] and layout.complete("0.1.0")
+    marker = layout.marker("0.1.0") or {}
+    assert marker["origin"] == "image" and marker["version"] == "0.1.0"
+    assert marker["provides"] == {"config_version": 1, "db_schema": db_mod.SCHEMA_VERSION}
+    layout.point("committed", "0.1.0")
+    assert idle_box.link("committed") == "0.1.0"
+    (idle_box.install_dir / "committed").unlink()
 
 
 def valid_manifest(**over: Any) -> dict[str, Any]:

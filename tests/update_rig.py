@@ -10,6 +10,7 @@ release bundles built from this source tree, deliberately broken where a test ne
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -113,8 +115,11 @@ class Releases:
         self.made: dict[Path, tuple[str, Path]] = {}
         self.lock = threading.Lock()  # boxes boot in threads (test_update_powercut, the fleet)
 
-    def build(self, version: str, *breakages: str, key: Path | None = None) -> Path:
-        name = "-".join([version, *breakages]) + ("-otherkey" if key else "")
+    def build(self, version: str, *breakages: str, key: Path | None = None, target: str = "host") -> Path:
+        """The bundle of this source tree (with `breakages`) as `version`, once per session; for
+        this machine, or for another `target` (`3.13-aarch64`: the image's Python on a Pi)."""
+        suffix = ("-otherkey" if key else "") + ("" if target == "host" else f"-{target}")
+        name = "-".join([version, *breakages]) + suffix
         if name in self.built:
             return self.built[name]
         src = self.root / f"src-{name}"
@@ -132,9 +137,13 @@ class Releases:
                 f.write_text(text)
         out = self.root / f"out-{name}"
         build_mod.main(["release", "--key", str(key or self.key), "--out", str(out), "--version", version,
-                        "--target", "host", "--app", str(src), "--cache", str(CACHE)])  # fmt: skip
+                        "--target", target, "--app", str(src), "--cache", str(CACHE)])  # fmt: skip
         self.built[name] = out / f"venuecam-{version}.bundle"
         return self.built[name]
+
+    def signer_line(self) -> str:
+        """This key's line for a box's release-signers file."""
+        return self.signers.read_text().strip()
 
     def installed(self, bundle_path: Path) -> tuple[str, Path]:
         """(version, a release directory installed from the bundle), made once, as a box's."""
@@ -153,6 +162,19 @@ class Releases:
             shutil.rmtree(tmp)
             self.made[bundle_path] = (v.manifest.version, layout.dir(v.manifest.version))
             return self.made[bundle_path]
+
+
+def tamper(src: Path, dst: Path) -> str:
+    """Copy the bundle, flipping one byte inside its first wheel; manifest and signature kept."""
+    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as tout:
+        changed = ""
+        for m in tin.getmembers():
+            data = tin.extractfile(m).read()  # type: ignore[union-attr]
+            if m.name.endswith(".whl") and not changed:
+                data = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
+                changed = m.name
+            tout.addfile(m, io.BytesIO(data))
+    return changed
 
 
 class Box:
@@ -189,11 +211,12 @@ class Box:
     # ------------------------------------------------------------ the layout
 
     def install(self, bundle_path: Path) -> str:
-        """What the image build does: one release, `current` pointing at it. The release is
+        """What the image build does: one release, marked complete by its own code
+        (`build shipped`), `current` pointing at it. The release is
         installed (a virtualenv, every wheel: seconds of pip) once per bundle and session, then
         copied into each box, its scripts' interpreter lines moved to the box's path; what an
         update installs is never copied: the updater installs it for real."""
-        from venuecam.update.layout import Layout
+        from venuecam.update.layout import MARKER, Layout
 
         version, made = self.kit.installed(bundle_path)
         layout = Layout(self.install_dir)
@@ -206,6 +229,11 @@ class Box:
                 data = script.read_bytes()
                 if data.startswith(b"#!") and old in data:
                     script.write_bytes(data.replace(old, new))
+        # Its marker as the image build writes it (by the release's own code), not an update's.
+        (target / MARKER).unlink()
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run([str(target / "bin" / "python"), "-m", "venuecam.update.build", "shipped",
+                        "--install-dir", str(self.install_dir)], check=True, capture_output=True, env=env)  # fmt: skip
         layout.point("current", version)
         return version
 

@@ -22,16 +22,10 @@ import requests
 
 import qemu_pi
 from conftest import API_TOKEN, S3_SECRET
-from fixtures_image import HOSTNAME, WIFI_PSK, record
+from fixtures_image import ALL_RUNNING, HOSTNAME, SEGMENTS, WIFI_PSK, record
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-SUPERVISORCTL = "/opt/venuecam/current/bin/supervisorctl -c /run/venuecam/supervisord.conf status"
-ALL_RUNNING = f'out=$({SUPERVISORCTL}) && echo "$out" && ! echo "$out" | grep -v \' RUNNING \''
-# Filed segments (ffmpeg's run directories hold the ones not yet validated and indexed).
-SEGMENTS = (
-    "find /var/lib/venuecam/segments -name .runs -prune -o -type f -name '*.ts' -size +1k -print | wc -l"
-)
 # The LED lines as the kernel sees them (debugfs): "gpio-529 (GPIO17 |venuecam ) out hi".
 DEBUG_GPIO = (
     "mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug; cat /sys/kernel/debug/gpio"

@@ -101,10 +101,15 @@ def run(args: argparse.Namespace) -> int:
                 "venuecam update: give a bundle or URL, or one of --status, --rollback, --tick (see --help)"
             )
         bundle_path, report = _fetch(up, args.source)
-        v = up.check_bundle(bundle_path, args.allow_downgrade)
-        if not args.force and not _wait_for_window(up, args, str(bundle_path), v.manifest.version, report):
-            return 0
-        return _report(up.apply(v, forced=args.force, download=report, origin="manual"), args.json)
+        try:
+            v = up.check_bundle(bundle_path, args.allow_downgrade)
+            if not args.force and not _wait_for_window(
+                up, args, str(bundle_path), v.manifest.version, report
+            ):
+                return 0
+            return _report(up.apply(v, forced=args.force, download=report, origin="manual"), args.json)
+        finally:
+            up.journal.discard(bundle_path)  # a download, once done with (deferred: kept)
 
 
 def _fetch(up: Any, source: str) -> tuple[Path, dict[str, Any] | None]:

@@ -3,6 +3,7 @@
     python -m venuecam.update.build release --key KEY --out DIR [--version V] [--target 3.13-aarch64]
     python -m venuecam.update.build channel --key KEY --out FILE --version V --url URL [--percent P]
     python -m venuecam.update.build key --out KEY       # ed25519; prints the allowed_signers line
+    python -m venuecam.update.build shipped [--install-dir /opt/venuecam]   # the image build's release
 
 The bundle holds the app's wheel and every runtime dependency (pip included, so the release
 can install the next one) as wheels for the target: Python `X.Y` on `machine`, the versions
@@ -189,6 +190,25 @@ def make_key(args: argparse.Namespace) -> None:
     print(f'{PRINCIPAL} namespaces="{signing.RELEASE},{signing.CHANNEL}" {pub[0]} {pub[1]}')
 
 
+def mark_shipped(args: argparse.Namespace) -> None:
+    """The image build, run by the release it installed: that release gets the marker an update
+    writes last, so the updater takes it as complete: a gate that fails, a power cut mid-update
+    and `venuecam update --rollback` can all go back to it. What it provides is its own code's."""
+    from venuecam import __version__, db
+    from venuecam import config as config_mod
+    from venuecam.update.layout import Layout
+
+    layout = Layout(args.install_dir)
+    if not (layout.dir(__version__) / "bin" / "venuecam").exists():
+        raise SystemExit(f"no release {__version__} installed in {layout.releases}")
+    layout.mark(__version__, {
+        "version": __version__, "origin": "image", "installed_at": iso(utcnow()),
+        "target": {"python": f"{sys.version_info.major}.{sys.version_info.minor}", "machine": platform.machine()},
+        "provides": {"config_version": config_mod.CONFIG_VERSION, "db_schema": db.SCHEMA_VERSION},
+    })  # fmt: skip
+    print(f"{layout.dir(__version__)}: marked complete (the image's release)")
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -220,8 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--channel", default="stable")
     k = sub.add_parser("key", help="make an ed25519 signing key; prints its allowed_signers line")
     k.add_argument("--out", required=True)
+    s = sub.add_parser("shipped", help="the image build: mark the release it installed complete")
+    s.add_argument("--install-dir", default="/opt/venuecam")
     args = ap.parse_args(argv)
-    {"release": build_release, "channel": build_channel, "key": make_key}[args.cmd](args)
+    commands = {"release": build_release, "channel": build_channel, "key": make_key, "shipped": mark_shipped}
+    commands[args.cmd](args)
     return 0
 
 

@@ -79,6 +79,17 @@ class Journal:
         self.write(state)
         return state
 
+    def discard(self, bundle: Path) -> None:
+        """A bundle this box downloaded is removed once its update is over (committed, failed,
+        rolled back or refused): the root filesystem is not for old bundles. Kept while a
+        deferred update names it; a file given by path (outside downloads/) is never touched."""
+        bundle = Path(bundle)
+        if bundle.parent.resolve() != (self.dir / "downloads").resolve():
+            return
+        if (self.read().get("pending") or {}).get("bundle") == str(bundle):
+            return
+        bundle.unlink(missing_ok=True)
+
     @contextlib.contextmanager
     def lock(self, wait: bool = False) -> Iterator[None]:
         self.ensure()

@@ -102,6 +102,12 @@ class Layout:
               "--no-warn-script-location", *map(str, wheels)], "installing the wheels")  # fmt: skip
         if not (target / "bin" / "venuecam").exists():
             raise InstallError(f"release {version}: the wheels installed no venuecam command")
+        self.mark(version, marker)
+        return True
+
+    def mark(self, version: str, marker: dict[str, Any]) -> None:
+        """Write the release's marker, last: from here on it is complete (fsynced, renamed in)."""
+        target = self.dir(version)
         tmp = target / (MARKER + ".tmp")
         with open(tmp, "w") as f:
             json.dump(marker, f, indent=1)
@@ -110,7 +116,6 @@ class Layout:
         os.replace(tmp, target / MARKER)
         fsync_dir(target)
         subprocess.run(["sync", "-f", str(target / MARKER)], capture_output=True)
-        return True
 
     def remove(self, version: str) -> None:
         target = self.dir(version)

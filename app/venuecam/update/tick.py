@@ -73,14 +73,17 @@ def _pending(up: Any, pending: dict[str, Any]) -> int:
             return 0
     up.journal.update(pending=None)
     try:
-        v = up.check_bundle(Path(pending["bundle"]))
-    except Exception as e:
-        up.journal.finish({"outcome": "failed", "to": pending.get("version"), "reason": str(e),
-                           "finished_at": iso(utcnow()), "origin": pending.get("origin")})  # fmt: skip
-        return 1
-    result = up.apply(v, forced=bool(pending.get("forced")), download=pending.get("download"),
-                      origin=pending.get("origin", "deferred"))  # fmt: skip
-    return {"committed": 0, "rolled_back": 4}.get(result["outcome"], 1)
+        try:
+            v = up.check_bundle(Path(pending["bundle"]))
+        except Exception as e:
+            up.journal.finish({"outcome": "failed", "to": pending.get("version"), "reason": str(e),
+                               "finished_at": iso(utcnow()), "origin": pending.get("origin")})  # fmt: skip
+            return 1
+        result = up.apply(v, forced=bool(pending.get("forced")), download=pending.get("download"),
+                          origin=pending.get("origin", "deferred"))  # fmt: skip
+        return {"committed": 0, "rolled_back": 4}.get(result["outcome"], 1)
+    finally:
+        up.journal.discard(Path(pending["bundle"]))
 
 
 def _reboot(up: Any, request: dict[str, Any]) -> int:
