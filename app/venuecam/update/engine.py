@@ -32,7 +32,7 @@ from venuecam.update import manifest as mf
 from venuecam.update.journal import Journal
 from venuecam.update.layout import InstallError, Layout
 from venuecam.update.manifest import BundleError
-from venuecam.update.stack import Stack, dbop, run_as_owner
+from venuecam.update.stack import Stack, dbop, hand_to_owner, run_as_owner
 
 FORWARD = [
     "verified",
@@ -171,6 +171,9 @@ class Updater:
         try:
             self.stack.stop()
             self._step(op, "stopped")
+            # The backup is written as the database's owner (dbop): root's 0700 directory
+            # refused it on the box ("database backup failed: Permission denied").
+            hand_to_owner(self.journal.dir / "backups", self.cfg.db_path)
             backup = str(self.journal.dir / "backups" / f"venuecam-{previous}-before-{to}.db")
             taken = dbop(self.cfg, "backup", str(self.cfg.db_path), backup)
             self._step(op, "backed_up", backup=taken["backup"], schema_before=taken["schema"])  # type: ignore[index]

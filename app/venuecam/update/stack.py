@@ -65,6 +65,14 @@ def _groups_of(uid: int) -> list[int]:
     return [g.gr_gid for g in grp.getgrall() if name in g.gr_mem]
 
 
+def hand_to_owner(directory: Path, owner_of: Path) -> None:
+    """Make `directory` (the updater's, created by root with mode 0700) belong to the owner of
+    `owner_of`: what `dbop` writes there is written as that owner, never as root."""
+    ids = owner_ids(owner_of)
+    if ids:
+        os.chown(directory, *ids)
+
+
 def dbop(cfg: Config, *args: str) -> dict[str, Any] | list[Any]:
     """`python -m venuecam.update.dbops ...` as the database's owner; its JSON answer."""
     import sys
