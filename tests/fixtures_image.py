@@ -15,6 +15,7 @@ Figures (build and boot times, sizes) go to build/image-test-figures.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -165,7 +166,68 @@ class ImageBuild:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        return _stopped_group(self.proc)
+
+
+def _descendants(root: int) -> list[int]:
+    """`root` and every process below it (apt gives dpkg a session of its own, so the build's
+    process group is not all of it)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(text[text.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+@contextlib.contextmanager
+def _stopped_group(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """SIGSTOP the build and everything it started for the block, SIGCONT after."""
+    stopped: list[int] = []
+    if proc.poll() is None:
+        for _ in range(2):  # a child forked while the first pass ran is caught by the second
+            pids = [p for p in _descendants(proc.pid) if p not in stopped]
+            _signal_all(pids, signal.SIGSTOP)
+            stopped += pids
+    try:
+        yield
+    finally:
+        _signal_all(stopped, signal.SIGCONT)
+
+
 _build: ImageBuild | None = None
+
+
+@pytest.fixture
+def no_background_build() -> Iterator[None]:
+    """The background image build held still while a test measures time on this machine.
+
+    The build (packages installed under arm64 emulation, gigabytes written) shares the two
+    cores and the disk with the tests that run meanwhile; a test of how closely ffmpeg's cuts
+    follow the clock measures scheduling jitter, and a box at the venue has no image build
+    beside it. The pause is the test's length (seconds); the build resumes where it was."""
+    if _build is None:
+        yield
+        return
+    with _build.paused():
+        yield
 
 
 def _needs_image(item: pytest.Item) -> bool:

@@ -27,6 +27,8 @@ KEYFRAME_S = 1.0  # what encode_args and the (fake) Pi camera give
 # How far a filed start may sit from ffmpeg's cut: the anchor's accuracy (about a frame and
 # a progress period's scheduling jitter, see capture/segments.py), with room for a busy box.
 JITTER_S = 0.25
+# Jitter of this machine, not of a background image build sharing its two cores.
+pytestmark = pytest.mark.usefixtures("no_background_build")
 
 
 @pytest.fixture
