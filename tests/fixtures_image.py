@@ -165,7 +165,6 @@ class ImageBuild:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
-
     def paused(self) -> contextlib.AbstractContextManager[None]:
         return _stopped_group(self.proc)
 
