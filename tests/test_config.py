@@ -47,6 +47,7 @@ def test_example_config_is_valid() -> None:
         (lambda s: s["queue"].update(upload_schedule_s=[]), "queue.upload_schedule_s"),
         (lambda s: s["queue"].update(sync_schedule_s=[5, -1]), "queue.sync_schedule_s: expected a non-empty"),
         (lambda s: s["queue"].update(expiration_hours=0), "queue.expiration_hours: expected at least 1"),
+        (lambda s: s.update(clips={"live_max_videos": -1}), "clips.live_max_videos: expected 0 (twice"),
         (lambda s: s.update(retention={"booking_days": 0}), "retention.booking_days: expected at least 1"),
         (lambda s: s.update(connectivity={"log_retention_days": 0}), "connectivity.log_retention_days"),
         (lambda s: s["cameras"].append(dict(s["cameras"][0])), "duplicate camera name"),
@@ -62,6 +63,14 @@ def test_bad_config_names_file_key_and_expectation(tmp_path: Path, mutate, expec
         config.load(path)
     assert str(path) in str(err.value)
     assert expected in str(err.value)
+
+
+def test_the_live_cap_is_twice_the_cameras_unless_set(tmp_path: Path) -> None:
+    sections = base_sections(tmp_path)
+    cameras = len(sections["cameras"])
+    assert config.load(write(tmp_path, render_toml(sections))).live_video_cap() == max(2, 2 * cameras)
+    sections["clips"] = {"live_max_videos": 1}
+    assert config.load(write(tmp_path, render_toml(sections))).live_video_cap() == 1
 
 
 @pytest.mark.parametrize("seconds", [1, 2, 5, 10, 15, 45, 60, 300, 3600])

@@ -435,6 +435,48 @@ def test_a_second_try_after_a_hand_back_is_not_made_live_again(env: Env) -> None
     assert manager.start_due(env.cfg, start + 2) == []
 
 
+def test_at_most_the_cap_is_live_the_next_goes_live_when_a_place_frees(make_env: Callable[..., Env]) -> None:
+    env = make_env(clips={"live_max_videos": 2})
+    start, end = env.base + 3, env.base + 23
+    for n in (1, 2, 3):  # first come, first served: by booking start
+        add_booking(env.cfg, start + n, end, booking_id=f"BK-L{n}")
+    assert [v.unique_id for v in manager.start_due(env.cfg, start + 4)] == [UID, "BK-L2-CAMERA_A-full"]
+    assert [v.unique_id for v in manager.due_videos(env.cfg, start + 5)] == ["BK-L3-CAMERA_A-full"]
+    assert manager.start_due(env.cfg, start + 5) == []
+    assert videos.get("BK-L3-CAMERA_A-full").status == VideoStatus.PENDING
+    videos.transition(videos.get(UID), VideoStatus.CANCELLED, "test: a place frees")
+    assert [v.unique_id for v in manager.start_due(env.cfg, start + 6)] == ["BK-L3-CAMERA_A-full"]
+    # Still waiting when its booking ends: it stays pending, for the after-booking path.
+    add_booking(env.cfg, start + 7, end, booking_id="BK-L4")
+    assert manager.start_due(env.cfg, start + 8) == []
+    assert manager.start_due(env.cfg, end + 1) == []
+    assert videos.get("BK-L4-CAMERA_A-full").status == VideoStatus.PENDING
+
+
+def test_the_manager_runs_at_most_the_cap_and_status_says_how_many_wait(make_env: Callable[..., Env]) -> None:
+    from venuecam.status import facts, render
+
+    env = make_env(clips={"live_max_videos": 1})
+    now = time.time()
+    for n in (1, 2):
+        add_booking(env.cfg, now - 10 + n, now + 60, booking_id=f"BK-L{n}")
+    # A worker with a higher cap left two live videos: the new one runs one, the other waits.
+    for video in manager.due_videos(env.cfg, now):
+        videos.transition(video, VideoStatus.LIVE, "test: left by a worker with a higher cap")
+    live = manager.LiveManager(env.cfg, None)
+    try:
+        live.tick(now)
+        assert len(live.runners) == 1 and live.waiting == 1
+        live.publish()
+        assert facts.live_waiting() == {"videos": 1, "cap": 1}
+        text = render.render(facts.collect(env.cfg, with_programs=False, with_clock=False))
+        assert "1 more video(s) wait for a live place (at most 1 at once)" in text
+    finally:
+        live.stop()
+        for runner in live.runners.values():
+            runner.join(timeout=30)
+
+
 def test_a_clip_row_waits_while_the_video_is_built_live(env: Env) -> None:
     start, end = env.base + 3, env.base + 23
     add_booking(env.cfg, start, end)

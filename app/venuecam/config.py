@@ -117,6 +117,10 @@ class ClipsConfig:
     # Build and upload each booking's video while it is played (venuecam.live); false: only
     # after the booking, as before.
     live: bool = True
+    # At most this many videos are built live at once (each is a thread and a store client in
+    # the worker); the others are cut after their booking. 0: twice the cameras, for each
+    # court's booking ending while the next one starts.
+    live_max_videos: int = 0
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,9 @@ class Config:
                 return cam
         raise ConfigError(f"{self.source_path}: no camera named {name!r} in [[cameras]]")
 
+    def live_video_cap(self) -> int:
+        return self.clips.live_max_videos or max(2, 2 * len(self.cameras))
+
     def cameras_for_field(self, field_id: int) -> list[CameraConfig]:
         return [c for c in self.cameras if c.field_id == field_id]
 
@@ -448,6 +455,8 @@ def _check_semantics(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: queue.{name}: expected a non-empty list of seconds >= 0")
     if cfg.queue.max_concurrent_uploads < 1:
         raise ConfigError(f"{source}: queue.max_concurrent_uploads: expected at least 1")
+    if cfg.clips.live_max_videos < 0:
+        raise ConfigError(f"{source}: clips.live_max_videos: expected 0 (twice the cameras) or more")
     if cfg.queue.expiration_hours < 1:
         raise ConfigError(f"{source}: queue.expiration_hours: expected at least 1")
     if cfg.retention.booking_days < 1:

@@ -7,7 +7,14 @@ after-booking path already has is left to it). Each live video gets a thread run
 are picked up again from their saved state. Not a huey task: a booking holds its runner for
 the whole booking, and the worker's threads are for the queue.
 
-What each clip is doing is published for `venuecam status` (shared_state LIVE_UPLOADS).
+At most `Config.live_video_cap()` videos are live at once: each holds a thread, a store
+client and a connection to the database, and a box that has fallen behind (a long outage,
+a backlog of bookings) must not grow them without bound. A video over the cap stays
+`pending`, goes live when a place frees while its booking is still played, or else is cut
+after its booking like any other; first come, first served (by booking start).
+
+What each clip is doing is published for `venuecam status` (shared_state LIVE_UPLOADS),
+with how many videos wait for a place.
 """
 
 from __future__ import annotations
@@ -36,20 +43,22 @@ PUBLISH_S = 2.0
 
 def running_bookings(now_ts: float) -> list[Booking]:
     return list(
-        Booking.select().where(
+        Booking.select()
+        .where(
             (Booking.status == "success")
             & Booking.start_ts.is_null(False)
             & (Booking.start_ts <= now_ts)
             & (Booking.end_ts > now_ts)
         )
+        .order_by(Booking.start_ts, Booking.id)
     )
 
 
-def start_due(cfg: Config, now_ts: float) -> list[Video]:
-    """Make the videos of bookings being played now `live`; returns those it changed."""
-    started: list[Video] = []
+def due_videos(cfg: Config, now_ts: float) -> list[Video]:
+    """The videos that could go live now: `pending` first revisions of bookings being played."""
+    due: list[Video] = []
     if not cfg.clips.live or not wallclock.trust().trusted:
-        return started  # an unset clock does not know which booking is on
+        return due  # an unset clock does not know which booking is on
     for booking in running_bookings(now_ts):
         cameras = cfg.cameras_for_field(booking.field_id) if booking.field_id is not None else []
         for cam in cameras:
@@ -58,12 +67,26 @@ def start_due(cfg: Config, now_ts: float) -> list[Video]:
                 continue  # the after-booking path (or a new revision of it) has it
             if str(video.status_msg or "").startswith(HANDED_BACK):
                 continue
-            try:
-                started.append(
-                    videos.transition(video, VideoStatus.LIVE, "built while the booking is played")
-                )
-            except videos.VideoChanged:
-                continue
+            due.append(video)
+    return due
+
+
+def live_videos() -> list[Video]:
+    return list(Video.select().where(Video.status == VideoStatus.LIVE).order_by(Video.id))
+
+
+def start_due(cfg: Config, now_ts: float, due: list[Video] | None = None) -> list[Video]:
+    """Make the due videos `live` while there is a place (the cap); returns those it changed."""
+    due = due_videos(cfg, now_ts) if due is None else due
+    places = cfg.live_video_cap() - Video.select().where(Video.status == VideoStatus.LIVE).count()
+    started: list[Video] = []
+    for video in due:
+        if len(started) >= places:
+            break
+        try:
+            started.append(videos.transition(video, VideoStatus.LIVE, "built while the booking is played"))
+        except videos.VideoChanged:
+            continue
     return started
 
 
@@ -75,6 +98,7 @@ class LiveManager(threading.Thread):
         self.runners: dict[str, _Runner] = {}
         self._last_publish = 0.0
         self._published_rows = True  # a restart clears what an earlier worker left
+        self.waiting = 0  # videos that would be live but for the cap
 
     def run(self) -> None:
         while not self.stopped.wait(TICK_S):
@@ -85,25 +109,33 @@ class LiveManager(threading.Thread):
 
     def tick(self, now_ts: float | None = None) -> None:
         now_ts = time.time() if now_ts is None else now_ts
-        start_due(self.cfg, now_ts)
-        for video in Video.select().where(Video.status == VideoStatus.LIVE):
-            runner = self.runners.get(video.unique_id)
-            if runner is None or not runner.is_alive():
-                runner = _Runner(self.cfg, str(video.unique_id), self.tasks, self.wrap)
-                self.runners[video.unique_id] = runner
-                runner.start()
+        due = due_videos(self.cfg, now_ts)
+        started = start_due(self.cfg, now_ts, due)
         for uid in [u for u, r in self.runners.items() if not r.is_alive()]:
             del self.runners[uid]
+        # Live videos beyond the cap (left by a worker with a higher one) wait for a runner.
+        idle = [v for v in live_videos() if v.unique_id not in self.runners]
+        places = max(0, self.cfg.live_video_cap() - len(self.runners))
+        for video in idle[:places]:
+            runner = _Runner(self.cfg, str(video.unique_id), self.tasks, self.wrap)
+            self.runners[video.unique_id] = runner
+            runner.start()
+        waiting = len(due) - len(started) + max(0, len(idle) - places)
+        if waiting != self.waiting:
+            log.info("%s %d video(s) wait for a live place (at most %d at once)",
+                     logs.CLIP, waiting, self.cfg.live_video_cap())  # fmt: skip
+            self.waiting = waiting
         if time.monotonic() - self._last_publish >= PUBLISH_S:
             self.publish()
 
     def publish(self) -> None:
         self._last_publish = time.monotonic()
         rows = [r.summary for r in self.runners.values() if r.summary]
-        if not rows and not self._published_rows:
+        if not rows and not self.waiting and not self._published_rows:
             return  # nothing live, and status already says so: no write every 2 s
-        self._published_rows = bool(rows)
-        shared_state.put_json(shared_state.LIVE_UPLOADS, {"uploads": rows, "published_ts": time.time()})
+        self._published_rows = bool(rows) or bool(self.waiting)
+        doc = {"uploads": rows, "waiting": self.waiting, "cap": self.cfg.live_video_cap()}
+        shared_state.put_json(shared_state.LIVE_UPLOADS, {**doc, "published_ts": time.time()})
 
     def stop(self) -> None:
         self.stopped.set()

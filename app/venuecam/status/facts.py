@@ -173,6 +173,16 @@ def live_uploads(now_ts: float | None = None) -> list[dict[str, Any]]:
     return [{**r, "stale": age > LIVE_STALE_S} for r in rows if isinstance(r, dict)]
 
 
+def live_waiting() -> dict[str, int]:
+    """Videos that would be built live but for `clips.live_max_videos` (they are cut after
+    their booking if no place frees), and the cap, as the live manager last published."""
+    doc = shared_state.get_json(shared_state.LIVE_UPLOADS) or {}
+    try:
+        return {"videos": max(0, int(doc.get("waiting") or 0)), "cap": int(doc.get("cap") or 0)}
+    except (TypeError, ValueError):
+        return {"videos": 0, "cap": 0}
+
+
 def _task_video(task_data: str | None) -> str | None:
     try:
         data = json.loads(task_data or "{}")
@@ -257,6 +267,7 @@ def stored_facts() -> dict[str, Any]:
         "failed_tasks": failed_tasks(),
         "leds": shared_state.get_json(shared_state.LEDS),
         "live_uploads": live_uploads(),
+        "live_waiting": live_waiting(),
         "sync": last_sync(),
     }
 
@@ -299,6 +310,7 @@ def collect(
         "failed_tasks": stored["failed_tasks"],
         "uploads": uploads_in_progress(now),
         "live_uploads": stored["live_uploads"],
+        "live_waiting": stored["live_waiting"],
         "recent_uploads_24h": recent_uploads(now),
         "cameras": cameras(cfg, now),
         "disk": disk(cfg),

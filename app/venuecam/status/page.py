@@ -181,6 +181,9 @@ def _queue(data: dict[str, Any]) -> str:
         f"{_e(size(u.get('recorded_bytes')))} recorded</li>"
         for u in data.get("live_uploads") or []
     )
+    waiting = (data.get("live_waiting") or {}).get("videos") or 0
+    if waiting:
+        live += f"<li>{_e(waiting)} more wait for a live place (cut after the booking if none frees)</li>"
     return (f'<table class="queue"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
             + (f"<p>uploading now:</p><ul>{ups}</ul>" if ups else "")
             + (f"<p>live now (sent while the booking is played):</p><ul>{live}</ul>" if live else ""))  # fmt: skip

@@ -117,6 +117,11 @@ def render(data: dict[str, Any], color: bool = False) -> str:
             err = f"  {paint(str(u['error'])[:60], _RED)}" if u.get("error") else ""
             out.append(f"  {u.get('booking_id', '?')} {u.get('camera', '?'):<10} {size(u.get('sent_bytes'))} sent "
                        f"of {size(u.get('recorded_bytes'))} recorded ({duration(u.get('recorded_s'))}){state}{err}")  # fmt: skip
+    waiting = (data.get("live_waiting") or {}).get("videos") or 0
+    if waiting:
+        cap = (data.get("live_waiting") or {}).get("cap")
+        out.append(f"  {waiting} more video(s) wait for a live place (at most {cap} at once); "
+                   "cut after the booking if none frees")  # fmt: skip
 
     failed = data.get("failed_tasks") or []
     if failed:
