@@ -24,7 +24,7 @@ def test_a_short_soak_loses_nothing(tmp_path: Path) -> None:
     # bookings run (the planned schedule keeps its pace; 0.8 s and two cuts a round left most
     # bookings wholly in a reboot).
     result = Soak(
-        tmp_path, seed, bookings=20, cameras=2, spacing=0.8, fault_interval=1.2, power_cut_share=1,
+        tmp_path, seed, bookings=20, cameras=2, spacing=0.8, fault_interval=1.2, power_cut_share=1, power_cut_gap=12.0,
         heal_timeout=120,
     ).run()  # fmt: skip
     report(result, None)
