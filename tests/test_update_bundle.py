@@ -195,3 +195,14 @@ def test_rollout_slots_are_stable_and_spread() -> None:
     slots = [channel.rollout_slot(f"box-{i}") for i in range(1000)]
     assert slots == [channel.rollout_slot(f"box-{i}") for i in range(1000)]
     assert 70 <= sum(s < 10 for s in slots) <= 130  # about 10 % of boxes in a 10 % rollout
+
+
+def test_an_installed_release_is_compiled_except_pip(idle_box: Box) -> None:
+    # Programs run under ProtectSystem=strict and cannot write .pyc themselves; pip and
+    # setuptools are only carried for the next update, and compiling them was most of the
+    # install on the emulated Pi.
+    (site,) = (idle_box.install_dir / "releases" / "0.1.0" / "lib").glob("python3*/site-packages")
+    for package in ("venuecam", "botocore", "huey"):
+        assert list((site / package).glob("__pycache__/*.pyc")), package
+    assert list(site.glob("__pycache__/peewee.*.pyc"))  # a module, not a package
+    assert (site / "pip").is_dir() and not list((site / "pip").rglob("*.pyc"))
