@@ -117,3 +117,30 @@ def test_a_channel_that_does_not_check_out_fetches_nothing(
     assert not state.get("pending") and downloads(pull_box) == []
     text = pull_box.venuecam("update", "--status").stdout
     assert "channel: poll failed" in text
+
+
+def test_a_bundle_signed_by_an_unknown_key_is_refused_from_its_first_bytes(
+    pull_box: Box, releases: Releases, s3: Any, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-key"
+    build_mod.main(["key", "--out", str(other)])
+    bad = releases.build("0.2.0", key=other)
+    s3.client().upload_file(str(bad), "venue-videos", f"releases/untrusted/{bad.name}")
+    r = pull_box.venuecam("update", f"s3://venue-videos/releases/untrusted/{bad.name}", timeout=120)
+    assert r.returncode == 1 and "does not trust" in r.stderr, r.stdout + r.stderr
+    # Refused before the download: not even a partial file was written.
+    assert downloads(pull_box) == [] and " bytes in " not in r.stdout
+    assert pull_box.link("current") == "0.1.0" and pull_box.releases() == ["0.1.0"]
+
+
+def test_the_first_bytes_decide_only_when_they_hold_the_whole_signed_manifest(
+    releases: Releases, tmp_path: Path
+) -> None:
+    from venuecam.update import bundle
+
+    good = releases.build("0.2.0", "migrate").read_bytes()
+    assert len(good) > bundle.HEAD_BYTES
+    assert bundle.check_head(good[: bundle.HEAD_BYTES], releases.signers)  # the signer's name
+    assert bundle.check_head(good[:1500], releases.signers) is None  # manifest cut: the whole file decides
+    with pytest.raises(channel.BundleError, match="first bytes are not a tar archive"):
+        bundle.check_head(b"\x89PNG" + bytes(bundle.HEAD_BYTES), releases.signers)

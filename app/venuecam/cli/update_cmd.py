@@ -124,6 +124,9 @@ def _fetch(up: Any, source: str) -> tuple[Path, dict[str, Any] | None]:
     name = source.rsplit("/", 1)[-1].split("?")[0] or "bundle"
     dest = up.journal.dir / "downloads" / name
     up.out(f"downloading {download.redact_url(source)}")
+    from venuecam.update import bundle
+
+    bundle.refuse_before_download(up.cfg, source)
     report = download.download(up.cfg, source, dest, out=up.out)
     up.out(f"  {report['bytes_total']} bytes in {report['attempts']} request(s)"
            + (f", resumed at {report['resumed_from']}" if report["resumed_from"] else ""))  # fmt: skip

@@ -14,10 +14,14 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from venuecam.update import manifest as mf
 from venuecam.update import signing
 from venuecam.update.manifest import BundleError, Manifest
+
+if TYPE_CHECKING:
+    from venuecam.config import Config
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
@@ -88,6 +92,42 @@ def _check(name: str, meta: dict[str, object], size: int, digest: str) -> None:
     if size != meta["size"] or digest != meta["sha256"]:
         raise BundleError(f"{name}: does not match the signed manifest (tampered or damaged): "
                           f"{size} bytes sha256 {digest[:16]}..., expected {meta['size']} bytes {str(meta['sha256'])[:16]}...")  # fmt: skip
+
+
+# A manifest (a few KB for the ~40 files of a release) and its signature, with their headers.
+HEAD_BYTES = 256 * 1024
+
+
+def check_head(head: bytes, signers: Path) -> str | None:
+    """The signer of a bundle from its first bytes (`HEAD_BYTES`, fetched with a range request),
+    so that a bundle this box would refuse for its signature is refused before it is
+    downloaded. Raises BundleError as `verify()` would; None when the manifest and signature
+    are not wholly in `head` (then the whole file decides)."""
+    parts: list[bytes] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(head), mode="r:") as tar:
+            for name, limit in ((MANIFEST, mf.MAX_BYTES), (SIGNATURE, signing.MAX_SIG)):
+                member = tar.next()
+                if member is None or member.offset_data + member.size > len(head):
+                    return None
+                if member.name != name or not member.isreg() or member.size > limit:
+                    raise BundleError(f"not a venuecam bundle: expected {name} here, found {member.name}")
+                f = tar.extractfile(member)
+                assert f is not None
+                parts.append(f.read())
+    except (tarfile.TarError, EOFError, OSError):
+        if len(head) < HEAD_BYTES:
+            return None  # a short answer: the whole file decides
+        raise BundleError("not a venuecam bundle (its first bytes are not a tar archive)") from None
+    return signing.verify(signers, parts[0], parts[1], signing.RELEASE)
+
+
+def refuse_before_download(cfg: Config, url: str) -> None:
+    """Refuse a bundle signed by a key this box does not trust from its first bytes, before
+    its tens of megabytes cross the venue's line (the whole file is verified again after)."""
+    from venuecam.update import download
+
+    check_head(download.fetch_head(cfg, url, HEAD_BYTES), Path(cfg.update.signers_file))
 
 
 def verify(path: Path, signers: Path) -> Verified:

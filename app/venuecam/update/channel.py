@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from venuecam.update import download, signing
+from venuecam.update import bundle, download, signing
 from venuecam.update import manifest as mf
 from venuecam.update.manifest import BundleError
 
@@ -62,6 +62,7 @@ def poll(updater: Any) -> tuple[str, dict[str, Any] | None]:
         )
     bundle_url = download.resolve(url, doc["url"])
     dest = updater.journal.dir / "downloads" / f"venuecam-{version}.bundle"
+    bundle.refuse_before_download(cfg, bundle_url)
     report = download.download(cfg, bundle_url, dest, out=updater.out)
     if doc.get("sha256") and report["sha256"] != doc["sha256"]:
         dest.unlink(missing_ok=True)

@@ -72,6 +72,26 @@ def fetch_small(cfg: Config, url: str, limit: int = 1 << 20) -> bytes:
     return r.content
 
 
+def fetch_head(cfg: Config, url: str, size: int) -> bytes:
+    """The first `size` bytes of `url` (a range request; a server without ranges is read that
+    far and left). b"" when they cannot be had now: the whole download then retries and decides."""
+    import requests
+
+    try:
+        with requests.get(http_url(cfg, url), headers={"Range": f"bytes=0-{size - 1}"}, stream=True,
+                          timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)) as r:  # fmt: skip
+            if r.status_code not in (200, 206):
+                return b""
+            got = bytearray()
+            for chunk in r.iter_content(CHUNK):
+                got += chunk
+                if len(got) >= size:
+                    break
+            return bytes(got[:size])
+    except (OSError, requests.RequestException):
+        return b""
+
+
 def download(cfg: Config, url: str, dest: Path, give_up_s: float = 3600,
              out: Callable[[str], None] = lambda s: None) -> dict[str, Any]:  # fmt: skip
     """Fetch `url` into `dest` (resuming a `.part` left by an earlier try); a report of the bytes."""
