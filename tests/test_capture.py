@@ -28,7 +28,7 @@ def captures() -> Iterator[list[Capture]]:
 
 
 @pytest.fixture
-def testsrc(tmp_path: Path, captures: list[Capture]) -> Capture:
+def camera(tmp_path: Path, captures: list[Capture]) -> Capture:
     c = Capture(tmp_path, {"name": "CAMERA_A", "source": "testsrc", **SMALL})
     captures.append(c)
     return c
@@ -47,16 +47,16 @@ def make_ts(path: Path, seconds: float) -> Path:
 # ---------------------------------------------------------------- recording
 
 
-def test_segments_are_recorded_validated_and_indexed_back_to_back(testsrc: Capture) -> None:
+def test_segments_are_recorded_validated_and_indexed_back_to_back(camera: Capture) -> None:
     before = time.time()
-    testsrc.start()
-    segments = testsrc.wait_segments(5)
-    assert testsrc.stop() == 0
-    segments = testsrc.segments()
+    camera.start()
+    segments = camera.wait_segments(5)
+    assert camera.stop() == 0
+    segments = camera.segments()
     for s in segments:
         path = Path(s.path)
         assert path.is_file() and path.stat().st_size == s.bytes > 0
-        assert path.parent.parent == testsrc.cfg.segments_dir / "CAMERA_A"
+        assert path.parent.parent == camera.cfg.segments_dir / "CAMERA_A"
         assert parse_segment_name(path.name) == pytest.approx(s.start_ts, abs=1e-6)
         assert path.parent.name == time.strftime("%Y-%m-%d", time.gmtime(s.start_ts))
         assert s.end_ts > s.start_ts
@@ -109,14 +109,14 @@ def test_a_later_segment_that_is_not_a_ts_file_is_refused_by_name(tmp_path: Path
         assert path.name in str(e.value) and why in str(e.value)
 
 
-def test_sigterm_finalises_the_open_segment_and_exits_0(testsrc: Capture) -> None:
-    testsrc.start()
-    testsrc.wait_segments(2)
-    assert testsrc.stop() == 0
-    indexed = {s.path for s in testsrc.segments()}
-    on_disk = {str(p) for p in (testsrc.cfg.segments_dir / "CAMERA_A").rglob("*.ts")}
+def test_sigterm_finalises_the_open_segment_and_exits_0(camera: Capture) -> None:
+    camera.start()
+    camera.wait_segments(2)
+    assert camera.stop() == 0
+    indexed = {s.path for s in camera.segments()}
+    on_disk = {str(p) for p in (camera.cfg.segments_dir / "CAMERA_A").rglob("*.ts")}
     assert on_disk == indexed  # nothing left behind unindexed, in a run dir or elsewhere
-    assert "stopping on SIGTERM" in testsrc.log
+    assert "stopping on SIGTERM" in camera.log
 
 
 # ---------------------------------------------------------------- sources that cannot work
@@ -141,9 +141,9 @@ def test_dead_rtsp_camera_exits_non_zero_without_leaking_its_password(
     assert "cam-secret-pw" not in c.log
 
 
-def test_unknown_camera_name_is_a_clear_error(testsrc: Capture) -> None:
+def test_unknown_camera_name_is_a_clear_error(camera: Capture) -> None:
     out = subprocess.run(
-        [VENUECAM, "--config", str(testsrc.config_path), "capture", "--camera", "NOPE"],
+        [VENUECAM, "--config", str(camera.config_path), "capture", "--camera", "NOPE"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert out.returncode == 1
@@ -153,8 +153,8 @@ def test_unknown_camera_name_is_a_clear_error(testsrc: Capture) -> None:
 # ---------------------------------------------------------------- leftovers from a crash
 
 
-def test_leftover_truncated_and_empty_segments_at_start(testsrc: Capture) -> None:
-    day_dir = testsrc.cfg.segments_dir / "CAMERA_A" / "2025-01-01"
+def test_leftover_truncated_and_empty_segments_at_start(camera: Capture) -> None:
+    day_dir = camera.cfg.segments_dir / "CAMERA_A" / "2025-01-01"
     day_dir.mkdir(parents=True)
     start = 1735689600.0  # 2025-01-01T00:00:00Z
     truncated = make_ts(day_dir / segment_name(start), 1.0)
@@ -164,39 +164,39 @@ def test_leftover_truncated_and_empty_segments_at_start(testsrc: Capture) -> Non
     foreign = day_dir / "notes.ts"
     foreign.write_bytes(b"not ours")
 
-    testsrc.start()
-    testsrc.wait_segments(2)
-    assert testsrc.stop() == 0
+    camera.start()
+    camera.wait_segments(2)
+    assert camera.stop() == 0
 
-    by_path = {s.path: s for s in testsrc.segments()}
+    by_path = {s.path: s for s in camera.segments()}
     assert str(truncated) in by_path
     kept = by_path[str(truncated)]
     assert kept.start_ts == pytest.approx(start)
     assert 0 < kept.duration < 1.0
     assert kept.end_ts == pytest.approx(start + kept.duration)
     assert not empty.exists() and str(empty) not in by_path
-    assert f"deleting unusable segment: {empty}: empty file" in testsrc.log
-    assert foreign.exists() and f"ignoring {foreign}" in testsrc.log
+    assert f"deleting unusable segment: {empty}: empty file" in camera.log
+    assert foreign.exists() and f"ignoring {foreign}" in camera.log
 
 
 # ---------------------------------------------------------------- restarts
 
 
-def test_kill_9_and_restart_leaves_only_a_short_gap(testsrc: Capture) -> None:
-    testsrc.start()
-    testsrc.wait_segments(3)
+def test_kill_9_and_restart_leaves_only_a_short_gap(camera: Capture) -> None:
+    camera.start()
+    camera.wait_segments(3)
     time.sleep(0.5)  # into the next segment, so the kill cuts one short
-    testsrc.kill()  # SIGKILL: no chance to finalise; ffmpeg dies with it (PDEATHSIG)
-    before = testsrc.segments()
+    camera.kill()  # SIGKILL: no chance to finalise; ffmpeg dies with it (PDEATHSIG)
+    before = camera.segments()
     # ffmpeg dies a moment after capture (PDEATHSIG) and may open one last segment before it
     # does: "after the restart" is measured from the restart, not from the kill.
     restarted_at = time.time()
-    testsrc.start()
-    after = testsrc.wait_segments(len(before) + 3)
-    assert testsrc.stop() == 0
-    assert "recovered segment" in testsrc.log  # the segment open at the kill
+    camera.start()
+    after = camera.wait_segments(len(before) + 3)
+    assert camera.stop() == 0
+    assert "recovered segment" in camera.log  # the segment open at the kill
     assert after[-1].start_ts > restarted_at
-    assert max_gap(testsrc.segments()) < 3.0
+    assert max_gap(camera.segments()) < 3.0
     # Nothing indexed twice and nothing overlapping by more than a frame or two.
     for a, b in zip(after, after[1:], strict=False):
         assert b.start_ts > a.end_ts - 0.3

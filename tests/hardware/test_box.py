@@ -51,8 +51,17 @@ def box_config():  # type: ignore[no-untyped-def]
     return config.load(CONFIG)
 
 
-def test_model_is_reported() -> None:
-    print(f"\nmodel: {pi_model()}")
+# The models the README's "Supported Raspberry Pi models and bases" table names (device tree
+# model strings); the Pi 5 only on Raspberry Pi OS.
+SUPPORTED = ("Raspberry Pi 3 Model B", "Raspberry Pi 3 Model A Plus", "Raspberry Pi Zero 2 W",
+             "Raspberry Pi 4 Model B", "Raspberry Pi 400", "Raspberry Pi Compute Module 4",
+             "Raspberry Pi 5")  # fmt: skip
+
+
+def test_the_model_is_one_the_readme_supports() -> None:
+    model = pi_model()
+    print(f"\nmodel: {model}")
+    assert model.startswith(SUPPORTED), f"{model!r} is not in the README's supported models"
 
 
 def test_leds_light_in_turn() -> None:
