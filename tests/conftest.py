@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from venuecam import config as config_mod
+from venuecam import config_dump
 from venuecam import db as db_mod
 
 pytest_plugins = ["fixtures_platform", "fixtures_status", "fixtures_update", "fixtures_image", "netns"]
@@ -57,7 +58,7 @@ def needs_root() -> None:
 
 
 def toml_value(v: Any) -> str:
-    return config_mod._toml_value(v)
+    return config_dump.toml_value(v)
 
 
 def render_toml(sections: dict[str, Any]) -> str:

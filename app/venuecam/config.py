@@ -408,7 +408,7 @@ def _join(prefix: str, name: str) -> str:
 
 # Fields whose TOML form is not their type's (see the `parse`/`unparse` field metadata).
 _PARSERS = {"upload_cap": parse_upload_cap}
-_UNPARSERS = {"upload_cap": unparse_upload_cap}
+UNPARSERS = {"upload_cap": unparse_upload_cap}
 
 
 def _check_semantics(cfg: Config, source: str) -> None:
@@ -502,44 +502,6 @@ def _secret_values(obj: Any) -> list[str]:
     return out
 
 
-def to_dict(obj: Any, mask: bool = True) -> Any:
-    if isinstance(obj, list):
-        return [to_dict(v, mask) for v in obj]
-    if dataclasses.is_dataclass(obj):
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(obj):
-            if f.metadata.get("internal"):
-                continue
-            v = getattr(obj, f.name)
-            if "unparse" in f.metadata:
-                out[f.name] = _UNPARSERS[f.metadata["unparse"]](v)
-            elif mask and f.metadata.get("secret"):
-                out[f.name] = MASK if v else ""
-            elif mask and f.name == "source" and isinstance(v, str):
-                out[f.name] = mask_url(v)
-            else:
-                out[f.name] = to_dict(v, mask)
-        return out
-    return obj
-
-
-def dump(cfg: Config) -> str:
-    """The effective config as TOML, secrets masked."""
-    d = to_dict(cfg)
-    lines: list[str] = []
-    for section, body in d.items():
-        if isinstance(body, list):
-            for item in body:
-                lines.append(f"[[{section}]]")
-                lines.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
-                lines.append("")
-        else:
-            lines.append(f"[{section}]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in body.items())
-            lines.append("")
-    return "\n".join(lines)
-
-
 def mask_url(url: str) -> str:
     """rtsp://user:pass@host/x -> rtsp://user:********@host/x"""
     parts = urlsplit(url)
@@ -547,16 +509,3 @@ def mask_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
     return parts._replace(netloc=netloc).geturl()
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):  # an inline table (keys are plain names here)
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{s}"'

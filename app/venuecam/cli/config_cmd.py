@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from venuecam import config
+from venuecam import config, config_dump
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.check or args.config)
     if args.dump:
-        print(config.dump(cfg), end="")
+        print(config_dump.dump(cfg), end="")
     else:
         print(f"{cfg.source_path}: ok ({len(cfg.cameras)} cameras)")
     return 0
