@@ -38,7 +38,7 @@ KEEPALIVE_IDLE_S = 30
 KEEPALIVE_INTERVAL_S = 10
 KEEPALIVE_COUNT = 3
 # At most this much of a request body waits unsent in the kernel (TCP_NOTSENT_LOWAT). A part
-# counts as handed over (multipart._PartSender) once its last byte is in the socket, and the
+# counts as handed over (part_sender.PartSender) once its last byte is in the socket, and the
 # next part starts then, on a connection that has to ramp up (a new one: BBR startup; a reused
 # idle one: slow start after idle). The previous part's remaining bytes are what hides that
 # ramp. With the kernel's own buffer (up to 4 MB, 1.3 s at 20 Mbit/s) the two share the link so

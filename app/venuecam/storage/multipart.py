@@ -8,7 +8,7 @@ Resume works across retries, worker restarts and reboots because everything need
      "done": {"etag", "size", "parts", "md5", "sha256"}}
 
 The upload id is saved before a byte is sent and each part right after the store
-acknowledges it (parts may finish out of order: see `_PartSender`). On resume the store is the authority: `list_parts` says what it holds, and a
+acknowledges it (parts may finish out of order: see `PartSender`). On resume the store is the authority: `list_parts` says what it holds, and a
 part is skipped only when its ETag is the MD5 of the local bytes. R2 drops incomplete uploads
 after 7 days (`NoSuchUpload`): then the upload starts again. The finished object is verified
 with `head_object` (size, and ETag = MD5 for one PUT or md5(part md5s)-N for multipart).
@@ -23,10 +23,8 @@ import logging
 import math
 import mimetypes
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from venuecam import logs
 from venuecam.errors import BadInputError, TransientError
 from venuecam.storage import ratecap
 from venuecam.storage.client import error_code, map_error
+from venuecam.storage.part_sender import PartSender, UploadGone, call_store
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ MAX_PARTS = 10_000
 _HEX_MD5 = re.compile(r"[0-9a-f]{32}")
 # Part progress is logged at most this often (plus the first and the last part).
 PROGRESS_LOG_INTERVAL_S = 30.0
-# Parts that may be on the wire at once (see `_PartSender` for when the next one starts).
+# Parts that may be on the wire at once (see `PartSender` for when the next one starts).
 DEFAULT_PARALLEL_PARTS = 4
 
 SaveState = Callable[[dict[str, Any]], None]
@@ -54,10 +53,6 @@ ShouldStop = Callable[[], bool]
 
 class UploadStopped(TransientError):
     """`should_stop` asked us to stop between parts; the state saved so far resumes it."""
-
-
-class _UploadGone(Exception):
-    """The multipart upload id is unknown to the store (expired or aborted)."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +121,7 @@ def upload_file(
         try:
             return _multipart(client, bucket, key, path, ctype, state, save_state, on_progress, should_stop,
                               parallel_parts)  # fmt: skip
-        except _UploadGone:
+        except UploadGone:
             if attempt == 2:
                 raise TransientError(f"upload {key}: the store lost a brand-new multipart upload") from None
             log.warning("%s multipart upload of %s is gone from the store (expired or aborted); starting again",
@@ -149,15 +144,6 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
-def _call(what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
-    try:
-        return fn(**kwargs)
-    except Exception as e:
-        if error_code(e) in ("NoSuchUpload",):
-            raise _UploadGone from e
-        raise map_error(e, what) from e
-
-
 def _put_single(
     client: Any,
     bucket: str,
@@ -177,7 +163,7 @@ def _put_single(
         raise UploadStopped(f"upload {key}: stopped before sending")
     ratecap.watch_sending(client)
     body = ratecap.cap_of(client).body(data)  # held to the box's upload cap as it is sent
-    _call(f"put_object {key}", client.put_object, Bucket=bucket, Key=key, Body=body,
+    call_store(f"put_object {key}", client.put_object, Bucket=bucket, Key=key, Body=body,
           ContentMD5=_b64(md5.digest()), ContentType=ctype)  # fmt: skip
     etag = _verify(client, bucket, key, len(data), md5.hexdigest(), state, save_state)
     result = UploadResult(
@@ -208,7 +194,7 @@ def _multipart(
     if state.get("upload_id"):
         try:
             stored = _list_parts(client, bucket, key, state["upload_id"])
-        except _UploadGone:
+        except UploadGone:
             # Perhaps it was completed and only the answer was lost (power cut, dropped link).
             finished = _already_complete(client, bucket, key, path, state)
             if finished is not None:
@@ -217,7 +203,7 @@ def _multipart(
             raise
         log.info("%s resuming %s: the store holds %d of %d parts", logs.UPLOAD, key, len(stored), n_parts)
     else:
-        resp = _call(f"create_multipart_upload {key}", client.create_multipart_upload,
+        resp = call_store(f"create_multipart_upload {key}", client.create_multipart_upload,
                      Bucket=bucket, Key=key, ContentType=ctype)  # fmt: skip
         state["upload_id"] = resp["UploadId"]
         state["parts"] = []
@@ -247,7 +233,7 @@ def _multipart(
         if on_progress:
             on_progress(done_bytes, size)
 
-    sender = _PartSender(client, bucket, key, upload_id, n_parts, parallel_parts)
+    sender = PartSender(client, bucket, key, upload_id, n_parts, parallel_parts)
     try:
         with path.open("rb") as f:
             for n in range(1, n_parts + 1):
@@ -285,9 +271,9 @@ def _multipart(
     expected = f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{n_parts}"
     parts = [{"PartNumber": n, "ETag": records[n]["etag"]} for n in sorted(records) if n <= n_parts]
     try:
-        _call(f"complete_multipart_upload {key}", client.complete_multipart_upload, Bucket=bucket, Key=key,
+        call_store(f"complete_multipart_upload {key}", client.complete_multipart_upload, Bucket=bucket, Key=key,
               UploadId=upload_id, MultipartUpload={"Parts": parts})  # fmt: skip
-    except _UploadGone:
+    except UploadGone:
         finished = _already_complete(client, bucket, key, path, state)
         if finished is None:
             raise
@@ -298,129 +284,6 @@ def _multipart(
                           sent_bytes=sent, skipped_parts=skipped)  # fmt: skip
     _finish(state, result, save_state)
     return result
-
-
-class _PartBody(ratecap.ThrottledBody):
-    """A part's bytes as a request body, held to the box's upload cap as they are sent, that
-    notices when the last of them has been handed to the socket (`handed_over`): from then on
-    the part only waits for the store's answer. Reads before `on_wire` (set just before the
-    request goes out) are botocore looking at the body, not sending it."""
-
-    def __init__(
-        self, data: bytes, cap: ratecap.UploadCap, wake: threading.Event, expect_continue: bool
-    ) -> None:
-        super().__init__(data, cap, expect_continue)
-        self.handed_over = threading.Event()
-        self._wake = wake
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        chunk = super().read(size)
-        if self.on_wire and self.tell() >= self.size and not self.handed_over.is_set():
-            self.handed_over.set()
-            self._wake.set()
-        return chunk
-
-
-class _PartSender:
-    """Sends parts on a small thread pool over one client (boto3 clients are thread-safe).
-
-    Sent one after another, each part ends with the link idle: the last bytes cross, the
-    store stores, the answer comes back, the next request waits for its 100-continue and its
-    connection (often a new one) restarts from a small window. So the next part starts as
-    soon as the previous one's bytes are all in its socket, not when the store answers: the
-    turn-around overlaps the previous connection draining its send buffer (20 Mbit/s, 80 ms
-    RTT, 256 MiB: goodput 0.85 -> 0.92 at 0% loss). How much of the previous part is still
-    to go at that moment is set by the socket's unsent-data cap (client.NOTSENT_LOWAT_BYTES):
-    about 0.6 s of it lets the next connection ramp up unseen; much more and the two share the
-    link so long that the newcomer's BBR settles on half of it.
-
-    botocore asks for `Expect: 100-continue` on every part: the body waits a round trip for
-    the store's go-ahead. Only the first part of an upload keeps it (a store that refuses us,
-    say revoked credentials, says so before 16 MiB cross the link, and cleanly rather than by
-    closing the connection mid-body); the others go straight out (`ratecap.mark_on_wire`
-    drops the header, which is not signed). Only one part is being
-    read into a socket at a time, so a kill leaves about one part to send again; `parallel` caps how many parts may be waiting for answers (one slow answer does not hold
-    up the link).
-    Answers are handed to the caller's thread (`wait_ready`, `drain`): state is saved there.
-    """
-
-    def __init__(
-        self, client: Any, bucket: str, key: str, upload_id: str, n_parts: int, parallel: int
-    ) -> None:
-        self.client, self.bucket, self.key, self.upload_id = client, bucket, key, upload_id
-        self.n_parts = n_parts
-        self.parallel = parallel
-        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="upload-part")
-        self._wake = threading.Event()
-        self._running: dict[int, tuple[Future[str], _PartBody]] = {}
-        self._last: _PartBody | None = None
-        self._error: BaseException | None = None
-        self._cap = ratecap.cap_of(client)  # the box's upload cap, shared with every upload
-        ratecap.watch_sending(client)  # once per client however many uploads it runs
-
-    def submit(self, n: int, data: bytes, md5_b64: str) -> None:
-        body = _PartBody(data, self._cap, self._wake, expect_continue=self._last is None)
-        future = self._pool.submit(self._send, n, body, md5_b64)
-        future.add_done_callback(lambda _f: self._wake.set())
-        self._running[n] = (future, body)
-        self._last = body
-
-    def _send(self, n: int, body: _PartBody, md5_b64: str) -> str:
-        resp = _call(f"upload_part {n}/{self.n_parts} of {self.key}", self.client.upload_part, Bucket=self.bucket,
-                     Key=self.key, UploadId=self.upload_id, PartNumber=n, Body=body, ContentMD5=md5_b64)  # fmt: skip
-        return str(resp["ETag"]).strip('"')
-
-    def _collect(self, on_done: Callable[[int, str], None]) -> None:
-        """Hand every finished part to `on_done`; keep the first failure for later."""
-        for n in sorted(self._running):
-            future, _ = self._running[n]
-            if not future.done():
-                continue
-            del self._running[n]
-            try:
-                on_done(n, future.result())
-            except BaseException as e:  # noqa: BLE001 - re-raised by drain() once nothing is in flight
-                self._error = self._error or e
-
-    def _may_start(self) -> bool:
-        if self._error is not None or len(self._running) >= self.parallel:
-            return False
-        last = self._last
-        return (
-            last is None or last.handed_over.is_set() or all(b is not last for _, b in self._running.values())
-        )
-
-    def wait_ready(self, on_done: Callable[[int, str], None]) -> None:
-        """Block until another part may start; parts finishing meanwhile go to `on_done`.
-        After a failure, waits for the parts still in flight and raises it."""
-        while True:
-            self._wake.clear()  # before looking: a wake-up during the look is not lost
-            self._collect(on_done)
-            if self._error is not None:
-                self.drain(on_done)
-            if self._may_start():
-                return
-            self._wake.wait(1.0)
-
-    def drain(self, on_done: Callable[[int, str], None]) -> None:
-        """Wait for every part in flight (saving those the store took); raise the first failure."""
-        while True:
-            self._wake.clear()
-            self._collect(on_done)
-            if not self._running:
-                break
-            self._wake.wait(1.0)
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def close(self, on_done: Callable[[int, str], None]) -> None:
-        """On the way out (also after an error): what is in flight finishes and is saved."""
-        try:
-            self.drain(on_done)
-        except BaseException:  # noqa: BLE001, S110 - the error that brought us here is already on its way
-            pass
-        self._pool.shutdown(wait=True)
 
 
 def _part_matches(have: dict[str, Any], md5_hex: str, length: int, record: dict[str, Any] | None) -> bool:
@@ -437,7 +300,7 @@ def _list_parts(client: Any, bucket: str, key: str, upload_id: str) -> dict[int,
     out: dict[int, dict[str, Any]] = {}
     marker = 0
     while True:
-        resp = _call(f"list_parts {key}", client.list_parts, Bucket=bucket, Key=key, UploadId=upload_id,
+        resp = call_store(f"list_parts {key}", client.list_parts, Bucket=bucket, Key=key, UploadId=upload_id,
                      PartNumberMarker=marker)  # fmt: skip
         for p in resp.get("Parts", []):
             out[int(p["PartNumber"])] = {"etag": str(p["ETag"]).strip('"'), "size": int(p["Size"])}
@@ -546,7 +409,7 @@ def abort_stale_uploads(
     aborted: list[tuple[str, str]] = []
     markers: dict[str, str] = {}
     while True:
-        resp = _call(
+        resp = call_store(
             "list_multipart_uploads", client.list_multipart_uploads, Bucket=bucket, Prefix=prefix, **markers
         )
         for up in resp.get("Uploads", []):
