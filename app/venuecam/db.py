@@ -74,11 +74,27 @@ class SchemaError(VenuecamError):
     """The database's schema is one this release cannot use (newer, or a step is missing)."""
 
 
+class Database(SqliteDatabase):
+    """SQLite, with a rollback that is a no-op once SQLite itself has rolled back.
+
+    On some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM) SQLite ends the transaction by
+    itself; peewee's atomic() then asks for a ROLLBACK anyway and raises "cannot rollback -
+    no transaction is active", which hides the error that matters (seen in the soak: the
+    disk was full, and the task was failed as if for a database fault instead of waiting
+    for space).
+    """
+
+    def rollback(self) -> None:
+        if not self.is_closed() and not self.connection().in_transaction:
+            return
+        super().rollback()
+
+
 def open_db(path: str | Path, create: bool = True) -> SqliteDatabase:
     """Open (and, first time, create or migrate) the database; bind every model to it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = SqliteDatabase(str(path), pragmas=PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
+    db = Database(str(path), pragmas=PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
     db.bind(models.ALL_MODELS, bind_refs=False, bind_backrefs=False)
     db.connect(reuse_if_open=True)
     if create:

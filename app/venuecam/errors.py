@@ -60,8 +60,20 @@ class DiskFullError(VenuecamError):
 NO_SPACE_TEXT = "No space left on device"  # strerror(ENOSPC), as tools print it
 
 
-def is_disk_full(error: BaseException) -> bool:
-    """ENOSPC, raised by us (DiskFullError) or straight from the OS."""
+SQLITE_FULL_TEXT = "database or disk is full"  # SQLite's SQLITE_FULL, as sqlite3 and peewee say it
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """ENOSPC, raised by us (DiskFullError), straight from the OS, or SQLite's SQLITE_FULL
+    (a database write on a full disk), also as the cause of the error raised."""
     import errno
 
-    return isinstance(error, DiskFullError) or (isinstance(error, OSError) and error.errno == errno.ENOSPC)
+    for _ in range(3):  # the error, what it was raised from, and that one's cause
+        if error is None:
+            return False
+        if isinstance(error, DiskFullError) or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+            return True
+        if type(error).__name__ == "OperationalError" and SQLITE_FULL_TEXT in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
