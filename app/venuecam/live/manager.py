@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("venuecam.live")
 TICK_S = 1.0
 PUBLISH_S = 2.0
+# Videos waiting for a live place are said in the log at most this often (status has them live).
+WAITING_LOG_S = 60.0
 
 
 def running_bookings(now_ts: float) -> list[Booking]:
@@ -99,6 +101,7 @@ class LiveManager(threading.Thread):
         self._last_publish = 0.0
         self._published_rows = True  # a restart clears what an earlier worker left
         self.waiting = 0  # videos that would be live but for the cap
+        self._last_waiting_log = -WAITING_LOG_S
 
     def run(self) -> None:
         while not self.stopped.wait(TICK_S):
@@ -121,10 +124,11 @@ class LiveManager(threading.Thread):
             self.runners[video.unique_id] = runner
             runner.start()
         waiting = len(due) - len(started) + max(0, len(idle) - places)
-        if waiting != self.waiting:
-            log.info("%s %d video(s) wait for a live place (at most %d at once)",
-                     logs.CLIP, waiting, self.cfg.live_video_cap())  # fmt: skip
-            self.waiting = waiting
+        if waiting and time.monotonic() - self._last_waiting_log >= WAITING_LOG_S:
+            self._last_waiting_log = time.monotonic()
+            log.info("%s %d video(s) wait for a live place (at most %d at once); cut after the booking "
+                     "if none frees", logs.CLIP, waiting, self.cfg.live_video_cap())  # fmt: skip
+        self.waiting = waiting
         if time.monotonic() - self._last_publish >= PUBLISH_S:
             self.publish()
 
