@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from venuecam import config, config_checks
+from venuecam import config, config_checks, config_dump
 from venuecam.errors import ConfigError
 
 CONFIG_NAME = "venuecam.toml"
@@ -284,7 +284,7 @@ def provision(root: Path, boot_dir: Path, system: bool) -> int:
     apply_system(root, cfg, system)
     if incoming is not None:
         # The masked copy tells whoever looks at the card what was applied, without secrets.
-        write_atomic(boot_dir / (CONFIG_NAME + ".applied"), config.dump(cfg), 0o644)
+        write_atomic(boot_dir / (CONFIG_NAME + ".applied"), config_dump.dump(cfg), 0o644)
         scrub(incoming)
         os.sync()
         log(f"overwrote and removed {incoming} (secrets) on the boot partition")
