@@ -48,8 +48,6 @@ log = logging.getLogger("venuecam.live")
 
 TOLERANCE_S = 0.5  # as clips.plan: capture's bounds carry a little jitter
 MAX_BACKOFF_S = 60.0
-# The open mdat box is closed this long (plus two segments) before the booking's end.
-NEAR_END_MARGIN_S = 5.0
 
 WORKING, IDLE, DONE, STOPPED = "working", "idle", "done", "stopped"
 # The status message of a video the live path handed back: it is not made live again.
@@ -234,13 +232,6 @@ class LiveClip:
             self._gap(self.doc["cursor_ts"], end_ts)
             self.doc["cursor_ts"] = end_ts
         self.doc["ending"] = ending and self.doc["cursor_ts"] >= end_ts - TOLERANCE_S
-        near = end_ts - 2 * self.cfg.camera(video.camera).segment_seconds - NEAR_END_MARGIN_S
-        if appended and self.doc["cursor_ts"] >= near and self.doc.get("box_closed_for") != end_ts:
-            # The part holding the open box's header would wait for the end: let it go now.
-            self.mp4.close_box()
-            self.mp4.flush()
-            self.doc["box_closed_for"] = end_ts
-            self.doc["mp4"] = self.mp4.checkpoint()
         self._save()
         return appended
 
@@ -320,7 +311,7 @@ class LiveClip:
     def _send(self, final: bool) -> bool:
         """Send the parts that can go (and the preview and thumbnail once made)."""
         sent = False
-        due = self.upload.due_parts(self.mp4, self.doc["mp4"]["length"], final)
+        due = self.upload.due_parts(self.doc["mp4"]["length"], final)
         for i in range(0, len(due), BATCH_PARTS):
             self.upload.send_parts(self.mp4, due[i : i + BATCH_PARTS])
             sent = True
