@@ -60,7 +60,7 @@ class DiskFullError(VenuecamError):
 NO_SPACE_TEXT = "No space left on device"  # strerror(ENOSPC), as tools print it
 
 
-SQLITE_FULL_TEXT = "database or disk is full"  # SQLite's SQLITE_FULL, as sqlite3 and peewee say it
+SQLITE_FULL = 13  # SQLite's primary result code for "database or disk is full"
 
 
 def is_disk_full(error: BaseException | None) -> bool:
@@ -73,7 +73,11 @@ def is_disk_full(error: BaseException | None) -> bool:
             return False
         if isinstance(error, DiskFullError) or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
             return True
-        if type(error).__name__ == "OperationalError" and SQLITE_FULL_TEXT in str(error):
+        # sqlite3's errors carry the code (extended codes keep it in the low byte); peewee's
+        # wrapper holds the sqlite3 error as its first argument and as its context.
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF == SQLITE_FULL:
             return True
-        error = error.__cause__ or error.__context__
+        inner = error.args[0] if error.args and isinstance(error.args[0], BaseException) else None
+        error = inner or error.__cause__ or error.__context__
     return False
