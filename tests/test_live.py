@@ -192,6 +192,8 @@ def test_a_live_video_is_sent_during_the_booking_and_stored_right_after_its_end(
     assert decode_errors(got) == ""
     kinds = [k for k, _, _ in top_level_atoms(got)]
     assert kinds[0] == "ftyp" and kinds[-1] == "moov" and set(kinds[1:-1]) == {"mdat"}
+    # One fixed-size box sealed near the end, then a box per segment: few boxes, none held.
+    assert 3 <= kinds.count("mdat") <= 2 + (2 * 2 + 5) // 2 + 1
     for key in (video.preview_key, video.thumb_key):
         assert env.bucket().head_object(Bucket="venue-videos", Key=key)["ContentLength"] > 0
     assert env.uploads_in_progress() == []
@@ -497,30 +499,6 @@ def test_a_live_file_checkpoint_that_does_not_match_the_disk_is_refused_by_name(
         mp4file.LiveMP4(tmp_path / "x.mp4", checkpoint=cp)
     with pytest.raises(Exception, match="unreadable live checkpoint"):
         mp4file.LiveMP4(tmp_path / "x.mp4", checkpoint={"length": "a lot"})
-
-
-def test_a_checkpoint_of_the_earlier_layout_resumes_with_its_open_box_sealed(tmp_path: Path) -> None:
-    """A live file begun by a release with 64 MiB boxes (its open box's header provisional)
-    goes on in one box per segment: the old box gets its real size, the MP4 stays whole."""
-    import struct
-
-    path = tmp_path / "old.mp4"
-    header = struct.pack(">I4sQ", 1, b"mdat", 64 * 1024 * 1024)
-    body = b"\x00\x00\x00\x05hello"
-    path.write_bytes(mp4file.FTYP + header + body)
-    (tmp_path / "old.mp4.samples").write_bytes(b"")
-    box_start = len(mp4file.FTYP)
-    cp = {"length": box_start + 16 + len(body), "samples": 0, "duration": 0,
-          "box_start": box_start, "box_bytes": 64 * 1024 * 1024, "sealed": False}  # fmt: skip
-    f = mp4file.LiveMP4(path, checkpoint=cp)
-    data = path.read_bytes()
-    assert data[box_start : box_start + 16] == struct.pack(">I4sQ", 1, b"mdat", 16 + len(body))
-    assert f.checkpoint()["layout"] == mp4file.LAYOUT and f.length == len(data)
-    assert hashlib.sha256(data).digest() == f._sha.digest()
-    # An old open box with nothing in it yet is dropped.
-    path.write_bytes(mp4file.FTYP + header)
-    f = mp4file.LiveMP4(path, checkpoint={**cp, "length": box_start + 16})
-    assert path.read_bytes() == mp4file.FTYP and f.length == box_start
 
 
 def test_module_constants_are_what_the_docs_say() -> None:

@@ -48,6 +48,9 @@ log = logging.getLogger("venuecam.live")
 
 TOLERANCE_S = 0.5  # as clips.plan: capture's bounds carry a little jitter
 MAX_BACKOFF_S = 60.0
+# From this long (plus two segments) before the booking's end, each segment gets its own
+# exact-size mdat box (`LiveMP4.close_box`): nothing of the tail waits for a header.
+NEAR_END_MARGIN_S = 5.0
 
 WORKING, IDLE, DONE, STOPPED = "working", "idle", "done", "stopped"
 # The status message of a video the live path handed back: it is not made live again.
@@ -213,6 +216,9 @@ class LiveClip:
                 self.doc["ending"] = True
                 self._save()
             return False
+        near = end_ts - 2 * self.cfg.camera(video.camera).segment_seconds - NEAR_END_MARGIN_S
+        if cursor < near - self.cfg.camera(video.camera).segment_seconds and not self.mp4.box_open:
+            self.mp4.open_box()  # the booking was extended: far from its end again, few boxes
         plan = plan_clip(segments, cursor, end_ts)
         appended = False
         for item in plan.items:
@@ -232,6 +238,12 @@ class LiveClip:
             self._gap(self.doc["cursor_ts"], end_ts)
             self.doc["cursor_ts"] = end_ts
         self.doc["ending"] = ending and self.doc["cursor_ts"] >= end_ts - TOLERANCE_S
+        if appended and self.doc["cursor_ts"] >= near and self.mp4.box_open:
+            # The part holding the open box's header would wait for the end, and with it the
+            # tail: seal the box now; the segments from here on get boxes of their own.
+            self.mp4.close_box()
+            self.mp4.flush()
+            self.doc["mp4"] = self.mp4.checkpoint()
         self._save()
         return appended
 
@@ -311,7 +323,7 @@ class LiveClip:
     def _send(self, final: bool) -> bool:
         """Send the parts that can go (and the preview and thumbnail once made)."""
         sent = False
-        due = self.upload.due_parts(self.doc["mp4"]["length"], final)
+        due = self.upload.due_parts(self.mp4, self.doc["mp4"]["length"], final)
         for i in range(0, len(due), BATCH_PARTS):
             self.upload.send_parts(self.mp4, due[i : i + BATCH_PARTS])
             sent = True

@@ -1,7 +1,7 @@
 """The booking's MP4 as it grows on disk while the booking is played.
 
-Layout: `ftyp`, then one `mdat` box per appended segment (its header written with the box's
-real size: the whole segment is in hand when it is appended), then `moov` at the end.
+Layout: `ftyp`, then the samples in `mdat` boxes of exactly BOX_BYTES each, then (from
+`close_box()`, called near the booking's end) one `mdat` box per segment, then `moov` at the end.
 
 Why this shape (rather than `moov` first, as the after-booking path writes, or fragmented
 MP4): the object's SHA-256 and its multipart parts are computed and sent *while* it grows,
@@ -10,17 +10,21 @@ re-reading a 1.8 GB file at the end takes over a minute on a Pi 3's SD card. Fra
 is append-only too, but browsers seek in it only with an index at the front (`sidx`; ffmpeg,
 inside Chromium, reads `mfra` only when asked to): without one, a seek to the middle reads
 half the file. A `moov` at the end is read with one range request and indexes every frame.
-One box per segment (a 16-byte header every 10 s of video) means no byte is ever provisional:
-every part can go the moment its bytes are on disk, and what is left for the booking's end is
-only the last segment, the rest of the last part and the `moov`. (An earlier layout used
-64 MiB boxes whose open box's header said its size only at the end: the part holding it
-waited, and with it a part's worth of the tail.)
+The `mdat` boxes have a fixed size, so each box header is known when the box opens; only the
+open box's header is provisional (it says BOX_BYTES until the box is closed with its real
+size), and the part holding it waits. Near the end that would hold a part back into the
+booking's tail, so `close_box()` seals the open box there and every later segment gets a box
+of its own, its header written with its real size (the whole segment is in hand): from then
+on no byte is provisional. Why not a box per segment throughout: a browser walks the top-level
+boxes to the `moov`, one range request per box (360 for an hour of 10 s segments); with
+64 MiB boxes an hour is ~30. A sample that does not fit in a box's rest is put in the next
+box and the rest left as zeros (at most one frame per box).
 
 Durability: the file and the sample records (`<file>.samples`, fixed-size records) are only
 appended; the caller persists `LiveMP4.checkpoint()` after `flush()`, and a restart
 truncates both to the checkpoint, so a segment half-appended at a power cut is appended again.
 A checkpoint taken after `finish()` says so (`sealed`): that file is final and a restart leaves
-its bytes as they are.
+its bytes as they are (its last box's header holds the real size, not the provisional one).
 """
 
 from __future__ import annotations
@@ -39,10 +43,10 @@ from venuecam.live import boxes, moov
 from venuecam.live.fragments import Segment, Track
 
 MIB = 1024 * 1024
-_BOX_HEADER = 16  # 64-bit size form: one layout whatever a segment's size
+BOX_BYTES = 64 * MIB
+_BOX_HEADER = 16  # 64-bit size form: the size may need it
 _RECORD = struct.Struct(">QIIiB")  # offset, size, duration, cto, sync
 FTYP = boxes.make(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isom", b"iso2", b"avc1", b"mp41")
-LAYOUT = 2  # one exact-size mdat box per segment; checkpoints without it: 64 MiB boxes
 
 
 class StreamChanged(BadInputError):
@@ -50,13 +54,18 @@ class StreamChanged(BadInputError):
 
 
 class LiveMP4:
-    def __init__(self, path: Path, checkpoint: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: Path, checkpoint: dict[str, Any] | None = None, box_bytes: int | None = None
+    ) -> None:
         self.path = Path(path)
         self.records_path = self.path.with_name(self.path.name + ".samples")
         self.track_path = self.path.with_name(self.path.name + ".track")
+        self.box_bytes = box_bytes or BOX_BYTES
         self.track: Track | None = None
-        self.sealed = False  # finish() wrote the moov: no byte changes from here
-        self._sha = hashlib.sha256()  # over every byte of the file
+        self.sealed = False  # finish() wrote the moov: no open box, no byte changes from here
+        self.box_start: int | None = None  # the open fixed-size box; None: a box per segment
+        self._sha = hashlib.sha256()  # over every byte before the open box (all, if none is open)
+        self._spec = hashlib.sha256()  # _sha, then the open box as it stands (header: full size)
         if checkpoint:
             self._resume(checkpoint)
         else:
@@ -66,6 +75,7 @@ class LiveMP4:
 
     def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.length = 0
         self.samples = 0
         self.duration = 0  # track timescale
         with open(self.path, "wb") as f:
@@ -73,17 +83,35 @@ class LiveMP4:
         open(self.records_path, "wb").close()
         self.length = len(FTYP)
         self._sha.update(FTYP)
+        self._open_box()
+
+    def open_box(self) -> None:
+        """Open a fixed-size box for the segments from here on (far from the booking's end)."""
+        if self.box_start is not None:
+            return
+        self._open_box()
+
+    def _open_box(self) -> None:
+        self.box_start = self.length
+        header = _mdat_header(self.box_bytes)
+        with open(self.path, "r+b") as f:
+            f.seek(self.length)
+            f.write(header)
+        self.length += _BOX_HEADER
+        self._spec = self._sha.copy()
+        self._spec.update(header)
 
     def checkpoint(self) -> dict[str, Any]:
-        return {"layout": LAYOUT, "length": self.length, "samples": self.samples,
-                "duration": self.duration, "sealed": self.sealed}  # fmt: skip
+        return {"length": self.length, "samples": self.samples, "duration": self.duration,
+                "box_start": self.box_start, "box_bytes": self.box_bytes, "sealed": self.sealed}  # fmt: skip
 
     def _resume(self, cp: dict[str, Any]) -> None:
         try:
             self.length, self.samples = int(cp["length"]), int(cp["samples"])
             self.duration = int(cp["duration"])
+            self.box_start = None if cp["box_start"] is None else int(cp["box_start"])
+            self.box_bytes = int(cp.get("box_bytes", self.box_bytes))
             self.sealed = bool(cp.get("sealed", False))
-            open_box = None if cp.get("layout") == LAYOUT or self.sealed else int(cp["box_start"])
         except (KeyError, TypeError, ValueError) as e:
             raise BadInputError(f"{self.path.name}: unreadable live checkpoint ({e})") from None
         size = self.path.stat().st_size if self.path.exists() else -1
@@ -94,29 +122,40 @@ class LiveMP4:
         os.truncate(self.records_path, self.samples * _RECORD.size)
         if self.track_path.exists():
             self.track = _load_track(self.track_path)
-        if open_box is not None:
-            self._seal_old_box(open_box)
-        # The hash is not saved: read the file once to rebuild it (only after a restart).
-        if not self.sealed:
+        if self.sealed:
+            # Finished: its boxes' headers have their real sizes and the moov follows. Writing
+            # a provisional header back would change bytes the finished SHA-256 covers.
+            return
+        # The hashes are not saved: read the file once to rebuild them (only after a restart).
+        if self.box_start is None:
             with open(self.path, "rb") as f:
                 for chunk in _chunks(f, 0, self.length):
                     self._sha.update(chunk)
-
-    def _seal_old_box(self, box_start: int) -> None:
-        """A checkpoint of the earlier layout: its open box's header was provisional (no part
-        holding it was sent). Give it its real size, or drop it if it holds nothing yet."""
-        if self.length - box_start <= _BOX_HEADER:
-            self.length = box_start
-            os.truncate(self.path, self.length)
             return
+        # A `close_box` cut short before its checkpoint wrote the box's real size: the open
+        # box's header is provisional again (the box goes on filling).
         with open(self.path, "r+b") as f:
-            f.seek(box_start)
-            f.write(_mdat_header(self.length - box_start))
+            f.seek(self.box_start)
+            f.write(_mdat_header(self.box_bytes))
+        with open(self.path, "rb") as f:
+            for chunk in _chunks(f, 0, self.box_start):
+                self._sha.update(chunk)
+            self._spec = self._sha.copy()
+            self._spec.update(_mdat_header(self.box_bytes))
+            for chunk in _chunks(f, self.box_start + _BOX_HEADER, self.length):
+                self._spec.update(chunk)
+
+    @property
+    def provisional(self) -> tuple[int, int] | None:
+        """The byte range not final yet (the open box's header), if any."""
+        if self.box_start is None:
+            return None
+        return self.box_start, self.box_start + _BOX_HEADER
 
     # ------------------------------------------------------------------ growing
 
     def append(self, seg: Segment) -> None:
-        """The segment's samples at the end, in a box of their own; durable after `flush()`."""
+        """The segment's samples at the end; not durable until `flush()`."""
         if self.sealed:
             raise BadInputError(f"{self.path.name}: finished; nothing can be appended")
         if self.track is None:
@@ -124,6 +163,32 @@ class LiveMP4:
             _save_track(self.track_path, seg.track)
         elif not self.track.same_stream(seg.track):
             raise StreamChanged(f"{self.path.name}: the camera's stream changed (codec, size or timescale)")
+        if self.box_start is None:
+            self._append_own_box(seg)
+            return
+        records = bytearray()
+        payload = memoryview(seg.payload)
+        pos = 0
+        with open(self.path, "r+b") as f:
+            f.seek(self.length)
+            for s in seg.samples:
+                if s.size + _BOX_HEADER > self.box_bytes:
+                    raise BadInputError(f"{self.path.name}: a {s.size}-byte frame does not fit a box")
+                if self.length + s.size > self.box_start + self.box_bytes:
+                    self._close_full_box(f)
+                data = payload[pos : pos + s.size]
+                f.write(data)
+                self._spec.update(data)
+                records += _RECORD.pack(self.length, s.size, s.duration, s.cto, int(s.sync))
+                self.length += s.size
+                self.samples += 1
+                self.duration += s.duration
+                pos += s.size
+        with open(self.records_path, "ab") as r:
+            r.write(records)
+
+    def _append_own_box(self, seg: Segment) -> None:
+        """The segment in a box of its own, its header with the real size: nothing provisional."""
         if not seg.samples:
             return
         payload = memoryview(seg.payload)[: sum(s.size for s in seg.samples)]
@@ -144,6 +209,51 @@ class LiveMP4:
         self._sha.update(payload)
         self.length = offset
         self.samples += len(seg.samples)
+
+    def _close_full_box(self, f: Any) -> None:
+        assert self.box_start is not None
+        pad = self.box_start + self.box_bytes - self.length
+        zeros = bytes(pad)
+        f.write(zeros)
+        self._spec.update(zeros)
+        self.length += pad
+        self._sha = self._spec  # its header said the full size: it was right
+        self.box_start = self.length
+        header = _mdat_header(self.box_bytes)
+        f.write(header)
+        self.length += _BOX_HEADER
+        self._spec = self._sha.copy()
+        self._spec.update(header)
+
+    @property
+    def box_open(self) -> bool:
+        return self.box_start is not None
+
+    def close_box(self) -> None:
+        """End the open box where the file ends now (its header gets its real size); every
+        later segment gets a box of its own. Near a booking's end: the part holding the old
+        header can then go during the booking instead of after it, and no later part waits.
+        Costs one read of the box (page cache) for the hash."""
+        if self.box_start is None:
+            return
+        # An empty box stays as a 16-byte box: truncating its header away would leave the file
+        # shorter than the last checkpoint says until the next one is saved.
+        self._sha = self._seal_open_box()
+        self.box_start = None
+
+    def _seal_open_box(self) -> Any:
+        """Write the open box's real size into its header; the hash of everything up to the
+        file's end (the box read back once: its header was provisional when it was written)."""
+        assert self.box_start is not None
+        header = _mdat_header(self.length - self.box_start)
+        sha = self._sha.copy()
+        sha.update(header)
+        with open(self.path, "r+b") as f:
+            f.seek(self.box_start)
+            f.write(header)
+            for chunk in _chunks(f, self.box_start + _BOX_HEADER, self.length):
+                sha.update(chunk)
+        return sha
 
     def flush(self) -> None:
         for p in (self.path, self.records_path):
@@ -166,23 +276,24 @@ class LiveMP4:
     # ------------------------------------------------------------------ the end
 
     def finish(self) -> tuple[int, str]:
-        """Write the moov: (size, sha256). Idempotent only through the caller's checkpoint
-        (call once per checkpoint)."""
+        """Close the open box at its real size and write the moov: (size, sha256). Idempotent
+        only through the caller's checkpoint (call once per checkpoint)."""
         if self.sealed:
             raise BadInputError(f"{self.path.name}: finished already")
         if self.track is None or self.samples == 0:
             raise BadInputError(f"{self.path.name}: no frame was recorded for the clip")
         entries = [moov.Entry(*r[:4], bool(r[4])) for r in self.iter_records()]
         tail = moov.build(self.track, entries)
+        sha = self._sha.copy() if self.box_start is None else self._seal_open_box()
         with open(self.path, "r+b") as f:
             f.seek(self.length)
             f.write(tail)
             f.truncate()
-        self._sha.update(tail)
+        sha.update(tail)
         self.length += len(tail)
         self.sealed = True
         self.flush()
-        return self.length, self._sha.hexdigest()
+        return self.length, sha.hexdigest()
 
     def iter_records(self) -> Iterator[tuple[int, int, int, int, int]]:
         data = self.records_path.read_bytes()[: self.samples * _RECORD.size]

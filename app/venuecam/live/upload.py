@@ -1,8 +1,8 @@
 """The multipart upload of a live MP4 while it grows.
 
 Part n is bytes [(n-1)P, nP) of the file, sent as soon as those bytes are on disk for good
-(checkpointed: no byte of the file changes once written); the last part, any size, goes
-with the `moov` at the end. So nothing is sent twice: a part interrupted by a
+(checkpointed) and none of them is provisional (`LiveMP4.provisional`); the last part, any
+size, goes with the `moov` at the end. So nothing is sent twice: a part interrupted by a
 crash, an outage or a store error is sent again, the rest stay acknowledged.
 
 `state` (persisted by the caller in the clip's live state, saved right after each change):
@@ -85,16 +85,21 @@ class LiveUpload:
             log.info("%s live upload of %s started", logs.UPLOAD, self.key)
         return str(self.state["upload_id"])
 
-    def due_parts(self, durable_length: int, final: bool) -> list[tuple[int, int, int]]:
+    def due_parts(self, mp4: LiveMP4, durable_length: int, final: bool) -> list[tuple[int, int, int]]:
         """(n, start, end) of the parts that can go now and have not gone."""
         size = durable_length
         p = self.part_bytes
         count = math.ceil(size / p) if final else size // p
-        return [
-            (n, (n - 1) * p, min(n * p, size))
-            for n in range(1, count + 1)
-            if str(n) not in self.state["parts"]
-        ]
+        held = None if final else mp4.provisional
+        out = []
+        for n in range(1, count + 1):
+            start, end = (n - 1) * p, min(n * p, size)
+            if str(n) in self.state["parts"]:
+                continue
+            if held is not None and start < held[1] and end > held[0]:
+                continue  # holds the open box's header: it goes when that is known
+            out.append((n, start, end))
+        return out
 
     def send_part(self, mp4: LiveMP4, n: int, start: int, end: int) -> int:
         upload_id = self._ensure_started()
