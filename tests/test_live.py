@@ -192,8 +192,8 @@ def test_a_live_video_is_sent_during_the_booking_and_stored_right_after_its_end(
     assert decode_errors(got) == ""
     kinds = [k for k, _, _ in top_level_atoms(got)]
     assert kinds[0] == "ftyp" and kinds[-1] == "moov" and set(kinds[1:-1]) == {"mdat"}
-    # One fixed-size box sealed near the end, then a box per segment: few boxes, none held.
-    assert 3 <= kinds.count("mdat") <= 2 + (2 * 2 + 5) // 2 + 1
+    # A short booking is "near its end" throughout: the first box sealed, then one per segment.
+    assert 3 <= kinds.count("mdat") <= 2 + (end - start) // 2 + 1
     for key in (video.preview_key, video.thumb_key):
         assert env.bucket().head_object(Bucket="venue-videos", Key=key)["ContentLength"] > 0
     assert env.uploads_in_progress() == []

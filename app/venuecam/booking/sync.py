@@ -156,11 +156,24 @@ def _store_page(page: Page, cfg: Config, now: dt.datetime, result: SyncResult) -
         log.warning("%s Booking %s appears more than once in one page; keeping the last", logs.BOOKING, dup)
     db = Booking._meta.database
     with db.atomic():
+        # One read of the page's bookings and one write for those that did not change: a
+        # page is 250 bookings, and a row-by-row upsert held the write lock for seconds on
+        # a loaded box (the worker's commits waited behind it).
+        ids = [rec.booking_id for rec in norm.records]
+        existing = {b.booking_id: b for b in Booking.select().where(Booking.booking_id.in_(ids))}
+        unchanged: list[str] = []
         for rec in norm.records:
-            _upsert(cfg, rec, now, result)
+            if _upsert(cfg, rec, existing.get(rec.booking_id), now, result):
+                unchanged.append(rec.booking_id)
+        if unchanged:
+            Booking.update(last_sync_at=now).where(Booking.booking_id.in_(unchanged)).execute()
 
 
-def _upsert(cfg: Config, rec: BookingRecord, now: dt.datetime, result: SyncResult) -> None:
+def _upsert(
+    cfg: Config, rec: BookingRecord, existing: Booking | None, now: dt.datetime, result: SyncResult
+) -> bool:
+    """Store one booking; True if it was there already, unchanged (its last_sync_at is the
+    caller's, for the whole page at once)."""
     cols = rec.columns()
     if rec.status == "unknown":
         result.unknown_status += 1
@@ -170,9 +183,9 @@ def _upsert(cfg: Config, rec: BookingRecord, now: dt.datetime, result: SyncResul
             rec.booking_id,
             rec.raw_status,
         )
-    existing = Booking.get_or_none(Booking.booking_id == rec.booking_id)
     became_cancelled = False
     recut = False
+    changed: dict[str, Any] = {}
     if existing is None:
         Booking.create(**cols, created_at=now, updated_at=now, last_sync_at=now)
         result.created += 1
@@ -191,7 +204,6 @@ def _upsert(cfg: Config, rec: BookingRecord, now: dt.datetime, result: SyncResul
             result.updated += 1
             log.info("%s Updated booking %s (status: %s)", logs.BOOKING, rec.booking_id, rec.status)
         else:
-            Booking.update(last_sync_at=now).where(Booking.id == existing.id).execute()
             result.unchanged += 1
     if became_cancelled:
         result.cancelled += 1
@@ -201,6 +213,7 @@ def _upsert(cfg: Config, rec: BookingRecord, now: dt.datetime, result: SyncResul
     if recut:
         booking = Booking.get(Booking.booking_id == rec.booking_id)
         result.videos_recut += len(pipeline.booking_changed(cfg, booking, now))
+    return existing is not None and not changed
 
 
 def _cancel_work(booking_id: str, now: dt.datetime, result: SyncResult) -> None:
