@@ -68,3 +68,17 @@ def test_planned_power_cuts_never_come_closer_than_the_gap() -> None:
             gap,
         )
         assert len(plan) > 600 and {k for _, k in plan} >= {"link_cut", "disk_fill", "program_kill"}
+
+
+def test_a_soak_that_filmed_nothing_or_little_does_not_pass() -> None:
+    """Seen: a run whose bookings were all judged "no footage" (the stack checked before they
+    were played) passed with 0 expected and 0 delivered."""
+    from soak import verdict_ok
+
+    good = {"lost": 0, "duplicated": 0, "sha256_mismatches": 0, "orphan_uploads": 0, "unexpected_deliveries": 0,
+            "failed_tasks": 0, "integrity_ok": 1, "platform_409s": 0, "late_replies": 0,
+            "videos_expected": 90, "no_footage": 10}  # fmt: skip
+    assert verdict_ok(good)
+    assert not verdict_ok({**good, "videos_expected": 0, "no_footage": 143})
+    assert not verdict_ok({**good, "videos_expected": 60, "no_footage": 40})
+    assert not verdict_ok({**good, "lost": 1})
