@@ -7,8 +7,9 @@ after-booking path already has is left to it). Each live video gets a thread run
 are picked up again from their saved state. Not a huey task: a booking holds its runner for
 the whole booking, and the worker's threads are for the queue.
 
-At most `Config.live_video_cap()` videos are live at once: each holds a thread, a store
-client and a connection to the database, and a box that has fallen behind (a long outage,
+At most `Config.live_video_cap()` videos are live at once: each holds a thread and a
+connection to the database (the store client is the manager's, one for all: boto3 clients
+are thread-safe, and making one costs ~0.1 s of CPU here, seconds on a Pi 3), and a box that has fallen behind (a long outage,
 a backlog of bookings) must not grow them without bound. A video over the cap stays
 `pending`, goes live when a place frees while its booking is still played, or else is cut
 after its booking like any other; first come, first served (by booking start).
@@ -102,6 +103,15 @@ class LiveManager(threading.Thread):
         self._published_rows = True  # a restart clears what an earlier worker left
         self.waiting = 0  # videos that would be live but for the cap
         self._last_waiting_log = -WAITING_LOG_S
+        self._client: Any = None
+        self._watch: LinkWatch | None = None
+
+    def _store(self) -> Any:
+        """The runners' store client, its sockets dropped when the link comes back."""
+        if self._client is None:
+            self._client = make_client(self.cfg.storage)
+            self._watch = LinkWatch(self.cfg.run_dir, SocketTracker(self._client)).__enter__()
+        return self._client
 
     def run(self) -> None:
         while not self.stopped.wait(TICK_S):
@@ -120,7 +130,7 @@ class LiveManager(threading.Thread):
         idle = [v for v in live_videos() if v.unique_id not in self.runners]
         places = max(0, self.cfg.live_video_cap() - len(self.runners))
         for video in idle[:places]:
-            runner = _Runner(self.cfg, str(video.unique_id), self.tasks, self.wrap)
+            runner = _Runner(self.cfg, str(video.unique_id), self.tasks, self.wrap, self._store())
             self.runners[video.unique_id] = runner
             runner.start()
         waiting = len(due) - len(started) + max(0, len(idle) - places)
@@ -145,25 +155,25 @@ class LiveManager(threading.Thread):
         self.stopped.set()
         for r in self.runners.values():
             r.stopped.set()
+        if self._watch is not None:
+            self._watch.__exit__(None, None, None)
 
 
 class _Runner(threading.Thread):
     """One live clip's loop."""
 
-    def __init__(self, cfg: Config, uid: str, tasks: Tasks | None, wrap: Any) -> None:
+    def __init__(self, cfg: Config, uid: str, tasks: Tasks | None, wrap: Any, client: Any) -> None:
         super().__init__(daemon=True, name=f"live-{uid}")
-        self.cfg, self.uid, self.tasks, self.wrap = cfg, uid, tasks, wrap
+        self.cfg, self.uid, self.tasks, self.wrap, self.client = cfg, uid, tasks, wrap, client
         self.stopped = threading.Event()
         self.summary: dict[str, Any] = {}
 
     def run(self) -> None:
-        client = make_client(self.cfg.storage)
-        with LinkWatch(self.cfg.run_dir, SocketTracker(client)):
-            try:
-                self._loop(client)
-            except Exception:
-                log.exception("%s live %s failed; the manager starts it again", logs.CLIP, self.uid)
-                self.stopped.wait(10.0)
+        try:
+            self._loop(self.client)
+        except Exception:
+            log.exception("%s live %s failed; the manager starts it again", logs.CLIP, self.uid)
+            self.stopped.wait(10.0)
 
     def _loop(self, client: Any) -> None:
         video = videos.get(self.uid)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from venuecam import logs
 from venuecam.errors import BadInputError
 from venuecam.storage.botocore_patch import SocketTracker
-from venuecam.storage.client import make_client
+from venuecam.storage.client import make_client, signer
 from venuecam.storage.keys import object_keys
 from venuecam.storage.linkwatch import LinkWatch
 from venuecam.storage.multipart import MIB, OnProgress, SaveState, ShouldStop, UploadResult, upload_file
@@ -62,7 +62,7 @@ def stored_keys(video: Video) -> dict[str, str] | None:
 def video_urls(cfg: Config, video: Video) -> dict[str, str]:
     """URLs for the notification. Public ones are stable; presigned ones are made fresh at
     send time (7 days from now), so a notification retried days later still carries live URLs."""
-    client = None if cfg.storage.public_base_url else make_client(cfg.storage)
+    client = None if cfg.storage.public_base_url else signer(cfg.storage)
     return {
         name: object_url(client, cfg.storage.bucket, key, cfg.storage.public_base_url)
         for name, key in (("mp4_url", video.mp4_key), ("preview_url", video.preview_key),
