@@ -78,6 +78,7 @@ POWER_CUT_SHARE = 1  # power cuts per round of the bag (every other kind once)
 # cuts one after another would leave no time for work (seen: three in 8 s, no upload done).
 POWER_CUT_GAP_S = 35.0
 LINK_KINDS = ("link_cut", "blackhole")
+QUIET_S = 65.0  # nothing to run for this long (past a periodic scan): the heal is over
 COUNTER = {"link_cut": "link_faults", "blackhole": "link_faults", "store_5xx": "store_faults",
            "store_reset": "store_faults", "store_stall": "store_faults", "platform_5xx": "platform_faults",
            "platform_429": "platform_faults", "platform_lost_reply": "platform_faults",
@@ -486,7 +487,9 @@ class Soak:
             now = time.monotonic()
             if (done, busy) != seen:
                 seen, since = (done, busy), now
-            settled = done == len(expected) or busy == 0
+            # Nothing left to run is not settled until a periodic scan (each minute) has
+            # had its chance to queue a clip nobody asked for yet (seen: one was lost so).
+            settled = done == len(expected) or (busy == 0 and now - since >= QUIET_S)
             if settled or now - shown >= 10:
                 log(f"delivered {done}/{len(expected)}, {busy} ledger rows still to run")
                 shown = now

@@ -327,3 +327,26 @@ def test_video_transitions_follow_the_table_and_lose_no_race(cfg: Config, databa
     # Every change the table allows names why; nothing leads out of `notified` but a re-cut.
     assert all(why for edges in videos.ALLOWED.values() for why in edges.values())
     assert set(videos.ALLOWED[VideoStatus.NOTIFIED]) == {VideoStatus.PENDING}
+
+
+# ---------------------------------------------------------------- the chain of clip scans
+
+
+def test_a_scan_schedules_the_next_for_a_booking_ending_before_the_next_periodic_scan(
+    cfg: Config, tasks: HueyTasks
+) -> None:
+    """The periodic scan is a crontab of whole minutes: with `clips.scan_interval_s` = 2 (the
+    soak's) a booking ending 30 s after a scan must still get a scan at its end (seen: it
+    waited for the next minute, past the soak's end)."""
+    import dataclasses
+
+    from venuecam.worker import duties
+
+    cfg = dataclasses.replace(cfg, clips=dataclasses.replace(cfg.clips, scan_interval_s=2))
+    assert duties.scan_period_s(cfg) == 60
+    now = naive_utc_to_ts(utcnow())
+    add_booking(cfg, "BK-NEXT", now + 10, now + 30)
+    duties.scan_and_dispatch(cfg, tasks)
+    etas = [t.eta for t in [*tasks.huey.pending(), *tasks.huey.scheduled()] if t.name == tasks.scan.name]
+    end = now + 30 + cfg.clips.grace_s + 1
+    assert len(etas) == 1 and abs(naive_utc_to_ts(etas[0]) - end) < 1.0

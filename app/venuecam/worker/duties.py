@@ -42,8 +42,16 @@ def scan_and_dispatch(cfg: Config, tasks: Tasks) -> None:
     if rows:
         dispatch.send(tasks, rows)
     upcoming = pipeline.next_booking_end(cfg, now_ts)
-    if upcoming is not None and upcoming - now_ts < cfg.clips.scan_interval_s:
+    # Sooner than the periodic scan can come: it is a crontab of whole minutes (`scan_period_s`),
+    # not `scan_interval_s` itself (seen in the soak, at 2 s: a booking ending 3 s after a
+    # scan waited for the next minute, and the chain of scans was broken).
+    if upcoming is not None and upcoming - now_ts < scan_period_s(cfg):
         tasks.scan.schedule(eta=to_naive_utc(upcoming + 1))
+
+
+def scan_period_s(cfg: Config) -> int:
+    """The periodic scan's real period: `clips.scan_interval_s` in whole minutes, at least one."""
+    return 60 * _minutes(cfg.clips.scan_interval_s)
 
 
 def reconcile(cfg: Config, tasks: Tasks, now: dt.datetime | None = None) -> None:
@@ -107,8 +115,12 @@ def daily_cleanup(cfg: Config, now: dt.datetime | None = None) -> None:
              logs.QUEUE, n, gone.summary(cfg.retention.booking_days))  # fmt: skip
 
 
+def _minutes(seconds: float) -> int:
+    return max(1, round(seconds / 60))
+
+
 def _every_minutes(seconds: float) -> crontab:
-    minutes = max(1, round(seconds / 60))
+    minutes = _minutes(seconds)
     return crontab(minute="*" if minutes == 1 else f"*/{minutes}")
 
 
