@@ -132,6 +132,30 @@ def test_segments_filed_before_the_sync_are_retimed_when_it_comes(watch: None, c
     assert got["old.ts"] == (50.0, 60.0, 0)  # another boot's monotonic clock: cannot be re-timed
 
 
+def test_a_flag_written_after_the_clock_was_read_does_not_vouch_for_that_reading(
+    watch: None, cfg: Any
+) -> None:
+    """timesyncd sets the clock, then writes the flag. A look that read the clock (2 h ahead)
+    just before the flag appeared must not trust that reading, nor re-time segments by it
+    (seen in the soak: segments 2 h ahead, clips queued for bookings not played yet)."""
+    index = SegmentIndex(cfg.db_path)
+    try:
+        index.insert("CAMERA_A", Path("/x/a.ts"), 100.0, 110.0, INFO, Timing(M0 + 100, BOOT, False))
+    finally:
+        index.close()
+    answers = iter([False, True])  # before the reading: not yet; after it: synchronised
+    untrusted = wallclock.Trust(False, False, "test", "clock not set: test")
+    trusted = wallclock.Trust(True, True, "test", "")
+
+    def trust(_wall: float) -> wallclock.Trust:
+        return trusted if next(answers, True) else untrusted
+
+    out = clockwatch.look(None, stamp=lambda: wallclock.Stamp(W0 + 7200, M0 + 200, BOOT), trust=trust)
+    assert not out.trusted and out.retimed == 0
+    assert look(W0, M0 + 300).retimed == 1  # the next look: the flag was there before the reading
+    assert Segment.get().start_ts == pytest.approx(W0 - 200)
+
+
 def test_retention_judges_no_age_by_an_untrusted_clock(cfg: Any, database: Any, tmp_path: Path) -> None:
     index = SegmentIndex(cfg.db_path)
     try:

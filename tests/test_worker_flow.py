@@ -350,3 +350,26 @@ def test_a_scan_schedules_the_next_for_a_booking_ending_before_the_next_periodic
     etas = [t.eta for t in [*tasks.huey.pending(), *tasks.huey.scheduled()] if t.name == tasks.scan.name]
     end = now + 30 + cfg.clips.grace_s + 1
     assert len(etas) == 1 and abs(naive_utc_to_ts(etas[0]) - end) < 1.0
+
+
+def test_no_clip_is_queued_by_an_unset_clock_nor_cut_before_its_booking_ends(
+    cfg: Config, tasks: HueyTasks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in the soak: after a reboot with the clock 2 h ahead, a scan queued clips for every
+    booking of those 2 h; once the clock was set they ran, found no footage (not played yet)
+    and were dead-lettered, and those bookings were never delivered."""
+    from venuecam import wallclock
+    from venuecam.errors import RetryLater
+    from venuecam.worker.handlers import handle_clip
+
+    now = naive_utc_to_ts(utcnow())
+    add_booking(cfg, "BK-LATER", now + 600, now + 1200)
+    flag = tmp_path / "synchronized"
+    monkeypatch.setenv(wallclock.ENV_SYNC_FLAG, str(flag))
+    assert pipeline.scan(cfg, now + 7200) == []  # not synchronised: nothing looks finished
+    flag.touch()
+    (row,) = pipeline.scan(cfg, now + 7200)  # a clock ahead that is trusted (or a row from one)
+    with pytest.raises(RetryLater, match="not over yet") as waited:
+        handle_clip(cfg, ledger.get(row.id))
+    assert 1190 <= waited.value.retry_after <= 1200 + cfg.clips.grace_s
+    assert videos.get("BK-LATER-CAMERA_A-full").status == VideoStatus.PENDING

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -115,8 +116,14 @@ def _look(
     trust: Callable[[float], wallclock.Trust],
 ) -> Look:
     with _lock:
+        # The sync flag is asked before the clock is read, and again after: timesyncd sets
+        # the clock, then writes the flag, so a flag seen before the reading vouches for it.
+        # Asked only after, a flag written between the two would vouch for the old, wrong
+        # time (seen in the soak: segments re-timed 2 h ahead, clips queued for bookings
+        # not played yet).
+        synced_before = trust(time.time()).trusted
         now = stamp()
-        trusted = trust(now.wall).trusted
+        trusted = synced_before and trust(now.wall).trusted
         prev = _last.get("stamp")
         prev_trusted = _last.get("trusted")
         persisted_at = float(_last.get("persisted_mono", 0.0))  # type: ignore[arg-type]

@@ -80,6 +80,12 @@ def handle_clip(cfg: Config, row: PendingTask) -> Done:
         # A booking's bounds are wall-clock times: cut by an unset clock, the clip would hold
         # the wrong minutes. Waits (not counted) until time syncs and segments are re-timed.
         raise RetryLater(f"{clock.reason}: the clip waits until it is", CLOCK_RETRY_S)
+    due_ts = float(video.end_ts) + cfg.clips.grace_s
+    if (wait := due_ts - time.time()) > 0:
+        # Queued early (by a clock that was ahead, before it was set right): its footage is
+        # not recorded yet. Cut now, it would fail for want of segments and be dead-lettered.
+        raise RetryLater(f"booking {video.booking_id} is not over yet: the clip waits for its end",
+                         max(1.0, wait))  # fmt: skip
     for _ in range(3):  # the booking may change while we cut: cut its new bounds
         if why := _stale(row, video):
             return _skip(row, why)
