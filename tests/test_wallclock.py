@@ -179,6 +179,30 @@ def test_a_clip_waits_for_a_trusted_clock(cfg: Any, database: Any, flag: Path) -
     assert caught.value.retry_after == handlers.CLOCK_RETRY_S  # not counted: it only waits
 
 
+def test_a_clip_waits_while_this_boots_early_segments_are_not_retimed_yet(
+    cfg: Any, database: Any, flag: Path, tmp_path: Path
+) -> None:
+    """The flag appears; until the clock watch re-times the segments filed before it (within
+    seconds), a clip would find none for those minutes and fail: it waits instead."""
+    flag.touch()
+    Video.create(unique_id="BK-2-CAMERA_A-full", booking_id="BK-2", camera="CAMERA_A", field_id=1,
+                 start_ts=W0, end_ts=W0 + 60)  # fmt: skip
+    row, _ = ledger.enqueue(TaskType.CLIP, "clip:BK-2", {"unique_id": "BK-2-CAMERA_A-full"}, max_attempts=3)
+    index = SegmentIndex(cfg.db_path)
+    try:
+        index.insert(
+            "CAMERA_A", tmp_path / "early.ts", 100.0, 110.0, INFO, Timing(1.0, wallclock.boot_id(), False)
+        )
+    finally:
+        index.close()
+    with pytest.raises(RetryLater, match="re-timed") as caught:
+        handlers.handle_clip(cfg, row)
+    assert caught.value.retry_after == handlers.RETIME_RETRY_S
+    Segment.update(clock_ok=1).execute()  # what the clock watch does
+    with pytest.raises(Exception, match="no segments|not pending|ClipError|segment"):  # noqa: PT011
+        handlers.handle_clip(cfg, row)  # it cuts now (and finds no footage of BK-2: its own error)
+
+
 def test_status_and_the_fault_led_say_clock_not_set_until_it_syncs(
     cfg: Any, database: Any, flag: Path
 ) -> None:

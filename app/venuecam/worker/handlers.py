@@ -24,7 +24,7 @@ from venuecam.clips.service import cut_video
 from venuecam.config import Config
 from venuecam.errors import AuthError, ClipError, RetryLater
 from venuecam.jobs import runner as job_runner
-from venuecam.models import Booking, PendingTask, TaskStatus, TaskType, Video, VideoStatus
+from venuecam.models import Booking, PendingTask, Segment, TaskStatus, TaskType, Video, VideoStatus
 from venuecam.storage.multipart import UploadStopped
 from venuecam.storage.service import upload_video_watched, video_urls
 from venuecam.worker import policy
@@ -35,6 +35,7 @@ log = logging.getLogger("worker")
 OLDER_UPLOAD_RETRY_S = 15.0
 # A clip waiting for the wall clock to be trusted looks again this often.
 CLOCK_RETRY_S = 30.0
+RETIME_RETRY_S = 3.0  # the clock watch looks every 2 s
 # A clip row meeting a video the live path builds looks again this often.
 LIVE_RETRY_S = 30.0
 
@@ -73,6 +74,13 @@ def _skip(row: PendingTask, why: str) -> Done:
     return Done()
 
 
+def _retime_pending() -> bool:
+    boot = wallclock.boot_id()
+    if boot == "unknown":  # no boot id: nothing can be told apart, nothing is waited for
+        return False
+    return bool(Segment.select().where((Segment.clock_ok == 0) & (Segment.boot_id == boot)).exists())
+
+
 def handle_clip(cfg: Config, row: PendingTask) -> Done:
     video = _video(row)
     clock = wallclock.trust()
@@ -80,6 +88,10 @@ def handle_clip(cfg: Config, row: PendingTask) -> Done:
         # A booking's bounds are wall-clock times: cut by an unset clock, the clip would hold
         # the wrong minutes. Waits (not counted) until time syncs and segments are re-timed.
         raise RetryLater(f"{clock.reason}: the clip waits until it is", CLOCK_RETRY_S)
+    if _retime_pending():
+        # The clock was just trusted; the clock watch re-times this boot's earlier segments
+        # within seconds. Cut before it has, the clip would find none for those minutes.
+        raise RetryLater("segments recorded before time synced are being re-timed", RETIME_RETRY_S)
     due_ts = float(video.end_ts) + cfg.clips.grace_s
     if (wait := due_ts - time.time()) > 0:
         # Queued early (by a clock that was ahead, before it was set right): its footage is
