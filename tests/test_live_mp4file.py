@@ -56,13 +56,19 @@ def test_near_the_end_each_segment_gets_a_box_of_its_own_and_nothing_is_held(
     assert boxes_fixed + 2 <= kinds.count("mdat") <= boxes_fixed + 3
 
 
-def test_a_restart_after_the_box_was_sealed_goes_on_from_the_checkpoint(
-    tmp_path: Path, segment: fragments.Segment
-) -> None:
-    f = mp4file.LiveMP4(tmp_path / "v.mp4", box_bytes=BOX)
+def sealed_then_one_more(path: Path, segment: fragments.Segment) -> mp4file.LiveMP4:
+    """A segment in a fixed box, the box sealed (near the end), a segment in a box of its own."""
+    f = mp4file.LiveMP4(path, box_bytes=BOX)
     f.append(segment)
     f.close_box()
     f.append(segment)
+    return f
+
+
+def test_a_restart_after_the_box_was_sealed_goes_on_from_the_checkpoint(
+    tmp_path: Path, segment: fragments.Segment
+) -> None:
+    f = sealed_then_one_more(tmp_path / "v.mp4", segment)
     f.flush()
     cp = f.checkpoint()
     assert cp["box_start"] is None
@@ -79,10 +85,7 @@ def test_a_restart_after_the_box_was_sealed_goes_on_from_the_checkpoint(
 def test_a_booking_extended_far_past_its_end_opens_a_fixed_box_again(
     tmp_path: Path, segment: fragments.Segment
 ) -> None:
-    f = mp4file.LiveMP4(tmp_path / "v.mp4", box_bytes=BOX)
-    f.append(segment)
-    f.close_box()
-    f.append(segment)
+    f = sealed_then_one_more(tmp_path / "v.mp4", segment)
     f.open_box()
     assert f.provisional == (f.length - 16, f.length)
     for _ in range(4):
