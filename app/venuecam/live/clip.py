@@ -48,11 +48,9 @@ log = logging.getLogger("venuecam.live")
 
 TOLERANCE_S = 0.5  # as clips.plan: capture's bounds carry a little jitter
 MAX_BACKOFF_S = 60.0
-# From this long (plus two segments) before the booking's end, each segment gets its own
-# exact-size mdat box (`LiveMP4.close_box`): nothing of the tail waits for a header. Long
-# enough for the part the sealed box's header held (5 MiB per camera) to go in the link's
-# slack before the end: four cameras recording 80% of the line leave it 20%, ~45 s for four
-# such parts on 20 Mbit/s (at 5 s they were sent after the end: the bench's p95 30 s).
+# From this long (plus two segments) before the end, each segment gets its own mdat box
+# (`LiveMP4.close_box`), so no part of the tail waits for a header; long enough for the part
+# the sealed box held (5 MiB a camera) to go in the slack of a link 80% used (at 5 s: p95 30 s).
 NEAR_END_MARGIN_S = 60.0
 
 WORKING, IDLE, DONE, STOPPED = "working", "idle", "done", "stopped"

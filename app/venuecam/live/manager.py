@@ -9,8 +9,9 @@ the whole booking, and the worker's threads are for the queue.
 
 At most `Config.live_video_cap()` videos are live at once: each holds a thread and a
 connection to the database (the store client is the manager's, one for all: boto3 clients
-are thread-safe, and making one costs ~0.1 s of CPU here, seconds on a Pi 3), and a box that has fallen behind (a long outage,
-a backlog of bookings) must not grow them without bound. A video over the cap stays
+are thread-safe, and making one costs ~0.1 s of CPU here, seconds on a Pi 3), and a box
+that has fallen behind (a long outage, a backlog of bookings) must not grow them without
+bound. A video over the cap stays
 `pending`, goes live when a place frees while its booking is still played, or else is cut
 after its booking like any other; first come, first served (by booking start).
 
