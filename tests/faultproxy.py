@@ -9,6 +9,7 @@ works across namespaces because it is a file:
     proxy.fail(status=500, seconds=20)         # ... or every one for 20 s
     proxy.drop(after_bytes=1 << 20)            # cut the next upload after 1 MiB (RST)
     proxy.stall(after_bytes=0, seconds=30)     # stop reading a body for 30 s, then cut it
+    proxy.lose_reply(query_contains="uploads")  # the store does the next create; its answer is cut
     proxy.stats()["resent_bytes"]              # payload bytes the store received twice
 
 What it counts: the body bytes of every PUT it forwards, per object key, part number and
@@ -51,7 +52,7 @@ ERROR_CODES = {500: "InternalError", 502: "BadGateway", 503: "SlowDown", 504: "G
 
 @dataclass
 class Fault:
-    mode: str  # status | drop | stall
+    mode: str  # status | drop | stall | lose_reply
     status: int = 503
     count: int | None = None  # remaining matching requests (None: time window only)
     until: float | None = None  # epoch seconds
@@ -260,6 +261,13 @@ class ProxyHandler(socketserver.StreamRequestHandler):
             self._reset()
             self._close_upstream()
             raise
+        if fault is not None and fault.mode == "lose_reply":
+            rec.injected = "reply lost"
+            self._read_head(self.up_r)  # the store has done it; the client never hears so
+            rec.t_end = time.time()
+            self._reset()
+            self._close_upstream()
+            raise _Cut()
         status, close = self._relay_response(method)
         rec.status, rec.t_end = status, time.time()
         if close:
@@ -481,8 +489,8 @@ class ControlHandler(BaseHTTPRequestHandler):
 def parse_fault(body: dict[str, Any]) -> Fault:
     """A fault from its JSON form; ValueError naming the bad field."""
     mode = body.get("mode")
-    if mode not in ("status", "drop", "stall"):
-        raise ValueError(f"mode: expected status, drop or stall, got {mode!r}")
+    if mode not in ("status", "drop", "stall", "lose_reply"):
+        raise ValueError(f"mode: expected status, drop, stall or lose_reply, got {mode!r}")
     count = body.get("count")
     seconds_window = body.get("for_seconds")
     if count is None and seconds_window is None:
@@ -598,6 +606,13 @@ class FaultProxy:
         """Stop reading the next matching body after `after_bytes` for `seconds`, then cut it."""
         self._call("POST", "/fault", {"mode": "stall", "count": count, "after_bytes": after_bytes,
                                       "seconds": seconds, "methods": list(methods),
+                                      "path_contains": path_contains, "query_contains": query_contains})  # fmt: skip
+
+    def lose_reply(self, count: int = 1, methods: Sequence[str] = DEFAULT_METHODS, path_contains: str = "",
+                   query_contains: str = "") -> None:  # fmt: skip
+        """Forward the next `count` matching requests whole, then cut the connection instead of
+        relaying the store's answer: done, but the client cannot know it."""
+        self._call("POST", "/fault", {"mode": "lose_reply", "count": count, "methods": list(methods),
                                       "path_contains": path_contains, "query_contains": query_contains})  # fmt: skip
 
     def clear(self) -> None:

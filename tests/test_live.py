@@ -40,6 +40,10 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ff
 UID = "BK-L1-CAMERA_A-full"
 
 
+class PowerCut(BaseException):
+    """The box lost power: nothing after this point ran (not an Exception: no handler sees it)."""
+
+
 @dataclass
 class Env:
     cfg: Config
@@ -317,6 +321,34 @@ def test_a_booking_cancelled_mid_way_aborts_its_upload_and_notifies_nothing(env:
     assert env.uploads_in_progress() == []
     assert not clip.mp4.path.exists() and not clip.state_path.exists()
     assert PendingTask.select().where(PendingTask.task_type == TaskType.NOTIFY).count() == 0
+
+
+def test_a_lost_answer_to_the_live_create_and_a_power_cut_after_it_leave_no_upload_behind(
+    env: Env, tmp_path: Path
+) -> None:
+    """storage/orphans.py on the live path: the store's answer to the create lost (botocore asks
+    again), then the power cut right after the next create, before its id was saved."""
+    start, end = env.base + 3, env.base + 23
+    add_booking(env.cfg, start, end)
+    play = Play(env)
+    clip = play.start(start)
+    env.proxy.lose_reply(methods=("POST",), query_contains="uploads")
+
+    def cut_once_the_id_is_known() -> None:
+        if clip.upload.state.get("upload_id"):
+            raise PowerCut
+        clip._save()
+
+    clip.upload.save = cut_once_the_id_is_known
+    with pytest.raises(PowerCut):
+        play.run(start, end)
+    assert len(env.uploads_in_progress()) == 2  # two created by the store; neither id saved
+    play.clip = LiveClip(env.cfg, videos.get(UID), make_client(env.cfg.storage))  # the reboot
+    assert play.clip.upload.state.get("creating") is True
+    assert play.run(start + 1, end + 10)[0] == DONE
+    assert env.uploads_in_progress() == []
+    video = videos.get(UID)
+    assert hashlib.sha256(stored(env, video.mp4_key, tmp_path).read_bytes()).hexdigest() == video.sha256
 
 
 def test_a_booking_extended_mid_way_is_followed_to_its_new_end(env: Env, tmp_path: Path) -> None:

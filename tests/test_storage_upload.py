@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import threading
@@ -16,7 +15,7 @@ from conftest import S3Server, free_port
 from venuecam.config import Config
 from venuecam.errors import BadInputError, OfflineError
 from venuecam.storage.client import make_client
-from venuecam.storage.multipart import MIB, UploadStopped, abort_stale_uploads, file_etag, upload_file
+from venuecam.storage.multipart import MIB, UploadStopped, file_etag, upload_file
 
 BUCKET = "venue-videos"
 KEY = "42/1/2025-01-23/BK-1/CAMERA_A/BK-1-CAMERA_A-full.mp4"
@@ -96,10 +95,12 @@ def test_multipart_upload_is_whole_and_verified(tmp_path: Path, s3: S3Server, cl
     assert result.parts == 3 and result.etag.endswith("-3")
     assert result.etag == file_etag(tmp_path / "v.mp4", 5 * MIB)[0]
     assert progress[-1] == (len(data), len(data)) and len(progress) == 3
-    # The upload id was saved before any part: the first saved state has an id and no parts.
-    first = json.loads(ledger.saved[0])
-    assert first["upload_id"] and first["parts"] == []
-    assert [len(json.loads(s)["parts"]) for s in ledger.saved[1:4]] == [1, 2, 3]
+    # The intent was saved before the request, the id before any part (storage/orphans.py).
+    intent, with_id, started = (json.loads(s) for s in ledger.saved[:3])
+    assert intent["creating"] and "upload_id" not in intent
+    assert with_id["upload_id"] and with_id["parts"] == [] and with_id["creating"]
+    assert "creating" not in started and started["upload_id"] == with_id["upload_id"]
+    assert [len(json.loads(s)["parts"]) for s in ledger.saved[3:6]] == [1, 2, 3]
     assert s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
 
@@ -218,7 +219,7 @@ def test_parts_one_at_a_time_when_asked(tmp_path: Path, s3: S3Server, client: An
     sent = count_parts(client)
     result = upload(client, tmp_path / "v.mp4", ledger, parallel_parts=1)
     assert sent == [1, 2, 3] and result.parts == 3
-    assert [[p["n"] for p in json.loads(s)["parts"]] for s in ledger.saved[1:4]] == [[1], [1, 2], [1, 2, 3]]
+    assert [[p["n"] for p in json.loads(s)["parts"]] for s in ledger.saved[3:6]] == [[1], [1, 2], [1, 2, 3]]
     assert stored_bytes(s3) == data
 
 
@@ -277,23 +278,6 @@ def test_a_missing_local_file_is_bad_input(tmp_path: Path, s3: S3Server, client:
         upload(client, tmp_path / "nope.mp4", Ledger(), state=state)
     assert state == {}
     assert s3.client().list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
-
-
-def test_abort_stale_uploads_spares_tracked_and_recent_ones(s3: S3Server, client: Any) -> None:
-    c = s3.client()
-    ids = {k: c.create_multipart_upload(Bucket=BUCKET, Key=k)["UploadId"]
-           for k in ("42/1/a.mp4", "42/1/b.mp4", "43/1/c.mp4")}  # fmt: skip
-    # "now" is two hours after the store's own stamp (moto's is fixed, R2's is its clock).
-    initiated = c.list_multipart_uploads(Bucket=BUCKET)["Uploads"][0]["Initiated"]
-    later = initiated + dt.timedelta(hours=2)
-    recent = abort_stale_uploads(client, BUCKET, "42/", dt.timedelta(hours=3), [], now=later)
-    assert recent == []
-    aborted = abort_stale_uploads(
-        client, BUCKET, "42/", dt.timedelta(hours=1), [ids["42/1/b.mp4"]], now=later
-    )
-    assert aborted == [("42/1/a.mp4", ids["42/1/a.mp4"])]
-    left = {u["Key"] for u in c.list_multipart_uploads(Bucket=BUCKET)["Uploads"]}
-    assert left == {"42/1/b.mp4", "43/1/c.mp4"}
 
 
 def test_unreachable_endpoint_is_offline(tmp_path: Path, make_config: Callable[..., Config]) -> None:

@@ -7,7 +7,8 @@ crash, an outage or a store error is sent again, the rest stay acknowledged.
 
 `state` (persisted by the caller in the clip's live state, saved right after each change):
     {"key", "upload_id", "part_bytes", "parts": {"<n>": {"etag", "size", "md5"}}, "done": {...}}
-The upload id is saved before the first part goes. A store that lost the upload (R2 drops
+The upload is started by `storage.orphans.start_upload` (intent, id, then the key's other
+uploads aborted), before the first part goes. A store that lost the upload (R2 drops
 incomplete uploads after 7 days, or it was aborted) starts a new one: its parts go again.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 from venuecam import logs
 from venuecam.errors import TransientError
 from venuecam.live.mp4file import LiveMP4
+from venuecam.storage import orphans
 from venuecam.storage.client import error_code, map_error
 from venuecam.storage.multipart import MIN_PART_SIZE
 
@@ -76,14 +78,19 @@ class LiveUpload:
             raise map_error(e, f"{what} {self.key}") from e
 
     def _ensure_started(self) -> str:
-        if not self.state.get("upload_id"):
-            resp = self._call("create_multipart_upload", self.client.create_multipart_upload,
-                              ContentType=self.content_type)  # fmt: skip
-            self.state["upload_id"] = resp["UploadId"]
-            self.state["parts"] = {}
-            self.save()  # before a byte is sent: a crash leaves an id to resume or abort
-            log.info("%s live upload of %s started", logs.UPLOAD, self.key)
-        return str(self.state["upload_id"])
+        if self.state.get("upload_id") and not self.state.get(orphans.CREATING):
+            return str(self.state["upload_id"])
+        with self._lock:  # once, though two part threads may ask
+
+            def create() -> str:
+                resp = self._call("create_multipart_upload", self.client.create_multipart_upload,
+                                  ContentType=self.content_type)  # fmt: skip
+                self.state["parts"] = {}
+                log.info("%s live upload of %s started", logs.UPLOAD, self.key)
+                return str(resp["UploadId"])
+
+            # No upload left behind by a lost answer or a crash: see storage/orphans.py.
+            return orphans.start_upload(self.client, self.bucket, self.key, self.state, self.save, create)
 
     def due_parts(self, mp4: LiveMP4, durable_length: int, final: bool) -> list[tuple[int, int, int]]:
         """(n, start, end) of the parts that can go now and have not gone."""
@@ -182,13 +189,11 @@ class LiveUpload:
         self.save()
 
     def abort(self) -> None:
-        upload_id = self.state.get("upload_id")
-        if not upload_id or self.done:
+        """Abort this key's uploads: ours, and one a create in flight may have started."""
+        if self.done or not (self.state.get("upload_id") or self.state.get(orphans.CREATING)):
             return
-        try:
-            self._call("abort_multipart_upload", self.client.abort_multipart_upload, UploadId=upload_id)
-        except UploadGone:
-            pass
+        orphans.abort_others(self.client, self.bucket, self.key, keep=None)
+        self.state.pop(orphans.CREATING, None)
         self.state.pop("upload_id", None)
         self.state["parts"] = {}
         self.save()

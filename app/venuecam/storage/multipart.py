@@ -7,9 +7,11 @@ Resume works across retries, worker restarts and reboots because everything need
     {"key", "size", "mtime_ns", "part_size", "upload_id", "parts": [{"n", "etag", "size"}],
      "done": {"etag", "size", "parts", "md5", "sha256"}}
 
-The upload id is saved before a byte is sent and each part right after the store
-acknowledges it (parts may finish out of order: see `PartSender`). On resume the store is the authority: `list_parts` says what it holds, and a
-part is skipped only when its ETag is the MD5 of the local bytes. R2 drops incomplete uploads
+The upload is started by `orphans.start_upload` (its intent saved before the request, its id
+before a byte is sent, so none is left behind in the store) and each part is saved right after
+the store acknowledges it (parts may finish out of order: see `PartSender`). On resume the
+store is the authority: `list_parts` says what it holds, and a part is skipped only when its
+ETag is the MD5 of the local bytes. R2 drops incomplete uploads
 after 7 days (`NoSuchUpload`): then the upload starts again. The finished object is verified
 with `head_object` (size, and ETag = MD5 for one PUT or md5(part md5s)-N for multipart).
 """
@@ -17,21 +19,20 @@ with `head_object` (size, and ETag = MD5 for one PUT or md5(part md5s)-N for mul
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import logging
 import math
 import mimetypes
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from venuecam import logs
 from venuecam.errors import BadInputError, TransientError
-from venuecam.storage import ratecap
+from venuecam.storage import orphans, ratecap
 from venuecam.storage.client import error_code, map_error
 from venuecam.storage.part_sender import PartSender, UploadGone, call_store
 
@@ -112,7 +113,8 @@ def upload_file(
         return UploadResult(**{k: v for k, v in done.items() if k in known})
     state.update(ident)
 
-    if st.st_size <= (threshold if threshold is not None else part_size) and not state.get("upload_id"):
+    started = state.get("upload_id") or state.get(orphans.CREATING)
+    if st.st_size <= (threshold if threshold is not None else part_size) and not started:
         return _put_single(client, bucket, key, path, ctype, state, save_state, on_progress, should_stop)
 
     state.setdefault("part_size", _choose_part_size(st.st_size, part_size))
@@ -191,7 +193,7 @@ def _multipart(
     size, part_size = int(state["size"]), int(state["part_size"])
     n_parts = math.ceil(size / part_size)
     stored: dict[int, dict[str, Any]] = {}
-    if state.get("upload_id"):
+    if state.get("upload_id") and not state.get(orphans.CREATING):
         try:
             stored = _list_parts(client, bucket, key, state["upload_id"])
         except UploadGone:
@@ -203,11 +205,15 @@ def _multipart(
             raise
         log.info("%s resuming %s: the store holds %d of %d parts", logs.UPLOAD, key, len(stored), n_parts)
     else:
-        resp = call_store(f"create_multipart_upload {key}", client.create_multipart_upload,
-                     Bucket=bucket, Key=key, ContentType=ctype)  # fmt: skip
-        state["upload_id"] = resp["UploadId"]
-        state["parts"] = []
-        save_state(state)  # before the first byte: a crash now leaves an id we can resume or abort
+        # Started (or its start finished) by the rule in storage/orphans.py, so a create whose
+        # answer was lost or not saved leaves no upload behind; no part goes before that.
+        def create() -> str:
+            resp = call_store(f"create_multipart_upload {key}", client.create_multipart_upload,
+                              Bucket=bucket, Key=key, ContentType=ctype)  # fmt: skip
+            state["parts"] = []
+            return str(resp["UploadId"])
+
+        orphans.start_upload(client, bucket, key, state, lambda: save_state(state), create)
 
     records = {int(p["n"]): p for p in state.get("parts", [])}
     upload_id = state["upload_id"]
@@ -385,47 +391,7 @@ def _abort_quietly(client: Any, bucket: str, state: dict[str, Any]) -> None:
         return
     try:
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-    except Exception as e:  # best effort: abort_stale_uploads and R2's 7-day rule clean up the rest
+    except (
+        Exception
+    ) as e:  # best effort: the next start of this key's upload, or orphans.abort_untracked, aborts it
         log.info("%s could not abort old upload of %s: %s", logs.UPLOAD, key, map_error(e, "abort"))
-
-
-def abort_stale_uploads(
-    client: Any,
-    bucket: str,
-    prefix: str,
-    older_than: dt.timedelta,
-    keep_upload_ids: Iterable[str],
-    *,
-    now: dt.datetime | None = None,
-) -> list[tuple[str, str]]:
-    """Abort incomplete multipart uploads under `prefix` started more than `older_than` before
-    `now` whose ids are not in `keep_upload_ids` (uploads a ledger row still tracks).
-    Returns the aborted (key, upload_id) pairs."""
-    now = now or dt.datetime.now(dt.UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.UTC)  # our convention: naive means UTC
-    keep = set(keep_upload_ids)
-    cutoff = now - older_than
-    aborted: list[tuple[str, str]] = []
-    markers: dict[str, str] = {}
-    while True:
-        resp = call_store(
-            "list_multipart_uploads", client.list_multipart_uploads, Bucket=bucket, Prefix=prefix, **markers
-        )
-        for up in resp.get("Uploads", []):
-            initiated = up["Initiated"]
-            if initiated.tzinfo is None:
-                initiated = initiated.replace(tzinfo=dt.UTC)
-            if up["UploadId"] in keep or initiated > cutoff:
-                continue
-            try:
-                client.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
-            except Exception as e:
-                if error_code(e) != "NoSuchUpload":
-                    raise map_error(e, f"abort_multipart_upload {up['Key']}") from e
-            log.info("%s aborted abandoned multipart upload of %s (started %s)", logs.UPLOAD, up["Key"],
-                     initiated.isoformat(timespec="seconds"))  # fmt: skip
-            aborted.append((up["Key"], up["UploadId"]))
-        if not resp.get("IsTruncated"):
-            return aborted
-        markers = {"KeyMarker": resp["NextKeyMarker"], "UploadIdMarker": resp["NextUploadIdMarker"]}

@@ -1,4 +1,5 @@
-"""The worker's periodic duties: booking sync, clip scan, reconciler, retention, cleanup."""
+"""The worker's periodic duties: booking sync, clip scan, reconciler, retention, cleanup,
+the sweep of abandoned uploads."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from venuecam.booking import purge
 from venuecam.jobs import service as job_service
 from venuecam.models import PendingTask, TaskStatus
 from venuecam.timeutil import iso, to_naive_utc, utcnow
-from venuecam.worker import clockwatch, dispatch
+from venuecam.worker import clockwatch, dispatch, upload_sweep
 
 if TYPE_CHECKING:
     from huey import SqliteHuey
@@ -142,6 +143,12 @@ def register_periodic(huey: SqliteHuey, cfg: Config, tasks: Tasks) -> None:
     @huey.periodic_task(crontab(minute="*/5"), name="venuecam.retention")
     def retention_task() -> None:
         run_retention(cfg)
+
+    @huey.periodic_task(crontab(minute="*/10"), name="venuecam.upload_sweep")
+    def upload_sweep_task() -> None:
+        upload_sweep.sweep(cfg)
+
+    upload_sweep_task()  # and once now: a power cut is when an upload is most likely left behind
 
     # huey's crontab runs in UTC; the seeds' "daily at 3 AM" is venue time, checked inside.
     @huey.periodic_task(crontab(minute="0"), name="venuecam.daily_cleanup")

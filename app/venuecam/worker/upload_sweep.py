@@ -1,0 +1,69 @@
+"""The worker's sweep of the venue's multipart uploads that no state of this box holds.
+
+Most leftovers are aborted when their key's upload starts again (storage/orphans.py); this
+catches the rest: a booking cancelled while its upload was half done, an abort that failed
+while the link was down. Run at worker start and every ten minutes, when online.
+
+What the box holds: every ledger row that may still run (not completed, not cancelled: a
+failed row is re-driven by hand and resumes its upload) and every live clip's state file.
+When one of them cannot be read, nothing is aborted: an upload is kept when in doubt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from venuecam import logs
+from venuecam.errors import BadInputError, VenuecamError
+from venuecam.live import state as live_state
+from venuecam.models import PendingTask, TaskStatus
+from venuecam.storage.keys import check_component
+from venuecam.storage.orphans import Tracked, abort_untracked
+from venuecam.worker import dispatch
+
+if TYPE_CHECKING:
+    from venuecam.config import Config
+
+log = logging.getLogger("worker")
+
+
+def tracked(cfg: Config) -> Tracked:
+    """The upload ids and starting keys of every state of this box (BadInputError if one is unreadable)."""
+    found = Tracked()
+    rows = PendingTask.select(PendingTask.id, PendingTask.progress_json).where(
+        PendingTask.status.not_in([TaskStatus.COMPLETED, TaskStatus.CANCELLED]),
+        PendingTask.progress_json.contains("upload_id") | PendingTask.progress_json.contains("creating"),
+    )
+    for row in rows:
+        try:
+            found.add_state(json.loads(row.progress_json))
+        except ValueError as e:
+            raise BadInputError(f"ledger row {row.id}: unreadable upload progress ({e})") from None
+    for path in sorted(cfg.clips_dir.glob(f"*/*/*{live_state.SUFFIX}")):
+        found.add_state(live_state.load(path))
+    return found
+
+
+def sweep(cfg: Config, client: Any = None) -> list[tuple[str, str]]:
+    """Abort the venue's untracked uploads; return the aborted (key, upload id) pairs."""
+    if not dispatch.online():
+        return []
+    if client is None:
+        from venuecam.storage.client import make_client  # boto3 only when there is a store to ask
+
+        client = make_client(cfg.storage)
+    prefix = check_component("venue_id", cfg.device.venue_id) + "/"
+    try:
+        gone = abort_untracked(client, cfg.storage.bucket, prefix, lambda: tracked(cfg))
+    except BadInputError as e:
+        log.warning("%s Left the store's unfinished uploads alone: %s", logs.UPLOAD, e)
+        return []
+    except VenuecamError as e:  # offline, a store error: the next sweep tries again
+        log.info("%s Could not look for abandoned uploads: %s", logs.UPLOAD, e)
+        return []
+    if gone:
+        log.warning("%s Aborted %d multipart upload(s) this box no longer tracks: %s",
+                    logs.UPLOAD, len(gone), [key for key, _ in gone])  # fmt: skip
+    return gone
