@@ -128,11 +128,13 @@ def make_client(
     congestion: str = PREFERRED_CONGESTION,
     user_timeout_s: float = USER_TIMEOUT_S,
     cap: ratecap.UploadCap | None = None,
+    uploads: int = 1,
 ) -> Any:
     """A boto3 S3 client for the configured store (R2, or any S3 endpoint such as moto).
 
     Every object it puts and every part it sends is held to the box's upload cap
-    (`storage.max_upload_mbit`; `cap`: another one, for tests)."""
+    (`storage.max_upload_mbit`; `cap`: another one, for tests). `uploads`: how many uploads
+    share it at once, each with up to `storage.parallel_parts` connections."""
     import boto3
     from botocore.config import Config as BotoConfig
 
@@ -151,7 +153,7 @@ def make_client(
         # to the wire, in the gap between one part and the next.
         s3={"addressing_style": "path", "payload_signing_enabled": False},
         # One connection per part in flight (multipart.upload_file's parallel_parts).
-        max_pool_connections=max(4, storage.parallel_parts),
+        max_pool_connections=max(4, storage.parallel_parts * max(1, uploads)),
     )
     client = boto3.session.Session().client(
         "s3",

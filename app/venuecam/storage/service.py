@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from venuecam import logs
 from venuecam.errors import BadInputError
-from venuecam.storage.botocore_patch import SocketTracker
+from venuecam.storage import kept
 from venuecam.storage.client import make_client, signer
 from venuecam.storage.keys import object_keys
-from venuecam.storage.linkwatch import LinkWatch
 from venuecam.storage.multipart import MIB, OnProgress, SaveState, ShouldStop, UploadResult, upload_file
 from venuecam.storage.urls import object_url
 
@@ -78,11 +77,11 @@ def upload_video_watched(
     on_progress: OnProgress | None = None,
     should_stop: ShouldStop | None = None,
 ) -> dict[str, str]:
-    """`upload_video` on a client of its own whose sockets are tracked: when the watchdog sees
-    the link come back, the stalled connection is dropped and the current part resent at once
-    (storage/linkwatch.py) instead of after TCP's retransmission backoff."""
-    client = make_client(cfg.storage)
-    with LinkWatch(cfg.run_dir, SocketTracker(client)):
+    """`upload_video` on the worker's kept client (storage/kept.py), whose sockets are tracked:
+    when the watchdog sees the link come back, the stalled connection is dropped and the
+    current part resent at once (storage/linkwatch.py) instead of after TCP's retransmission
+    backoff."""
+    with kept.upload_client(cfg) as client:
         return upload_video(
             cfg, video, state, save_state, on_progress, client=client, should_stop=should_stop
         )
