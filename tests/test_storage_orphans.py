@@ -126,41 +126,47 @@ def test_abort_untracked_keeps_what_the_box_holds_and_asks_after_listing(s3: S3S
         found.add_state({"key": "42/1/late.mp4", "upload_id": late})
         return found
 
-    gone = orphans.abort_untracked(c, BUCKET, "42/", tracked)
+    gone = orphans.abort_untracked(c, BUCKET, ["42/"], tracked)
     assert sorted(gone) == [("42/1/c.mp4", ids["42/1/c.mp4"]), ("42/1/d.mp4", ids["42/1/d.mp4"])]
     left = {u["Key"] for u in in_progress(s3)}
     assert left == {"42/1/a.mp4", "42/1/b.mp4", "42/1/late.mp4", "43/1/e.mp4"} and len(asked) == 1
 
 
-def test_the_worker_sweep_keeps_rows_that_may_run_and_live_states(
+def test_the_worker_sweep_keeps_rows_that_may_run_live_states_and_other_boxes_uploads(
     s3: S3Server, make_config: Callable[..., Config], database: Any
 ) -> None:
     cfg = make_config(storage={"endpoint_url": s3.endpoint})
     c = s3.client()
-    prefix = f"{cfg.device.venue_id}/1/2026-12-03/"
-    up = {name: c.create_multipart_upload(Bucket=BUCKET, Key=prefix + name)["UploadId"]
+    venue = cfg.device.venue_id
+    mine = f"{venue}/1/2026-12-03/BK-1/CAMERA_A/"
+    up = {name: c.create_multipart_upload(Bucket=BUCKET, Key=mine + name)["UploadId"]
           for name in ("pending.mp4", "failed.mp4", "cancelled.mp4", "live.mp4", "nobody.mp4")}  # fmt: skip
+    # The venue's other box: another camera on this field, this camera's name on another field.
+    theirs = [f"{venue}/1/2026-12-03/BK-1/CAMERA_Z/x.mp4", f"{venue}/2/2026-12-03/BK-2/CAMERA_A/y.mp4"]
+    for key in theirs:
+        c.create_multipart_upload(Bucket=BUCKET, Key=key)
     for name, status in (("pending", TaskStatus.PENDING), ("failed", TaskStatus.FAILED),
                          ("cancelled", TaskStatus.CANCELLED)):  # fmt: skip
-        progress = {"mp4": {"key": prefix + name + ".mp4", "upload_id": up[name + ".mp4"], "parts": []}}
+        progress = {"mp4": {"key": mine + name + ".mp4", "upload_id": up[name + ".mp4"], "parts": []}}
         PendingTask.create(task_type=TaskType.UPLOAD, unique_key=f"upload_r2:{name}",
                            status=status, progress_json=json.dumps(progress))  # fmt: skip
     live = cfg.clips_dir / "BK-1" / "CAMERA_A" / "BK-1-CAMERA_A-full.mp4"
     live.parent.mkdir(parents=True)
     live_state.save(
-        live_state.path_for(live), {"upload": {"key": prefix + "live.mp4", "upload_id": up["live.mp4"]}}
+        live_state.path_for(live), {"upload": {"key": mine + "live.mp4", "upload_id": up["live.mp4"]}}
     )
 
     gone = upload_sweep.sweep(cfg)
     assert sorted(k.rsplit("/", 1)[1] for k, _ in gone) == ["cancelled.mp4", "nobody.mp4"]
-    assert {u["Key"].rsplit("/", 1)[1] for u in in_progress(s3)} == {"pending.mp4", "failed.mp4", "live.mp4"}
+    left = {u["Key"] for u in in_progress(s3)}
+    assert left == {mine + n for n in ("pending.mp4", "failed.mp4", "live.mp4")} | set(theirs)
 
 
 def test_the_worker_sweep_aborts_nothing_when_a_state_cannot_be_read(
     s3: S3Server, make_config: Callable[..., Config], database: Any
 ) -> None:
     cfg = make_config(storage={"endpoint_url": s3.endpoint})
-    key = f"{cfg.device.venue_id}/1/2026-12-03/x.mp4"
+    key = f"{cfg.device.venue_id}/1/2026-12-03/BK-1/CAMERA_A/x.mp4"
     s3.client().create_multipart_upload(Bucket=BUCKET, Key=key)
     broken = cfg.clips_dir / "BK-1" / "CAMERA_A" / ("BK-1-CAMERA_A-full" + live_state.SUFFIX)
     broken.parent.mkdir(parents=True)

@@ -15,16 +15,16 @@ runs at a time (handlers.handle_upload waits for an older revision's; the live p
 video back only after it stopped its own), so the others are all leftovers.
 
 Uploads of keys the box will not upload again (a booking cancelled mid-upload, a failed
-abort) are swept by `abort_untracked`: it lists the venue's uploads first and reads the
-box's states second, so an upload started in between is known by its intent or its id by
-then. It needs no clock: moto stamps every upload with one fixed date, and R2's clock is not
+abort) are swept by `abort_untracked`: it lists the box's uploads first (its own cameras'
+keys: a venue's boxes share its prefix, each owning its cameras) and reads its states
+second, so an upload started in between is known by its intent or its id by then. It needs no clock: moto stamps every upload with one fixed date, and R2's clock is not
 ours.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,11 +89,16 @@ def abort_others(client: Any, bucket: str, key: str, keep: str | None) -> list[s
 
 
 def abort_untracked(
-    client: Any, bucket: str, prefix: str, tracked: Callable[[], Tracked]
+    client: Any,
+    bucket: str,
+    prefixes: Iterable[str],
+    tracked: Callable[[], Tracked],
+    mine: Callable[[str], bool] = lambda key: True,
 ) -> list[tuple[str, str]]:
-    """Abort the incomplete uploads under `prefix` that no state of the box knows (`tracked`
-    is asked after the listing); return the aborted (key, upload id) pairs."""
-    listed = list(_uploads(client, bucket, prefix))
+    """Abort the incomplete uploads under `prefixes` whose key is `mine` and that no state of
+    the box knows (`tracked` is asked after the listing); return the aborted (key, upload id)
+    pairs."""
+    listed = [up for prefix in prefixes for up in _uploads(client, bucket, prefix) if mine(str(up["Key"]))]
     if not listed:
         return []
     known = tracked()

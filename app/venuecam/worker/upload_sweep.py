@@ -1,4 +1,4 @@
-"""The worker's sweep of the venue's multipart uploads that no state of this box holds.
+"""The worker's sweep of its cameras' multipart uploads that no state of this box holds.
 
 Most leftovers are aborted when their key's upload starts again (storage/orphans.py); this
 catches the rest: a booking cancelled while its upload was half done, an abort that failed
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from venuecam import logs
@@ -46,6 +47,20 @@ def tracked(cfg: Config) -> Tracked:
     return found
 
 
+def owned_keys(cfg: Config) -> tuple[list[str], Callable[[str], bool]]:
+    """The key prefixes to list (one per field of this box's cameras) and whether a key is
+    this box's: a venue that outgrew one box has several under its prefix, each owning its
+    cameras, whose keys (venue/field/date/booking/camera/file, storage/keys.py) say whose."""
+    venue = check_component("venue_id", cfg.device.venue_id)
+    cameras = {(str(c.field_id), c.name) for c in cfg.cameras}
+
+    def mine(key: str) -> bool:
+        parts = key.split("/")
+        return len(parts) == 6 and parts[0] == venue and (parts[1], parts[4]) in cameras
+
+    return sorted({f"{venue}/{field}/" for field, _ in cameras}), mine
+
+
 def sweep(cfg: Config, client: Any = None) -> list[tuple[str, str]]:
     """Abort the venue's untracked uploads; return the aborted (key, upload id) pairs."""
     if not dispatch.online():
@@ -54,9 +69,9 @@ def sweep(cfg: Config, client: Any = None) -> list[tuple[str, str]]:
         from venuecam.storage.client import make_client  # boto3 only when there is a store to ask
 
         client = make_client(cfg.storage)
-    prefix = check_component("venue_id", cfg.device.venue_id) + "/"
+    prefixes, mine = owned_keys(cfg)
     try:
-        gone = abort_untracked(client, cfg.storage.bucket, prefix, lambda: tracked(cfg))
+        gone = abort_untracked(client, cfg.storage.bucket, prefixes, lambda: tracked(cfg), mine)
     except BadInputError as e:
         log.warning("%s Left the store's unfinished uploads alone: %s", logs.UPLOAD, e)
         return []
