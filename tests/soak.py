@@ -195,7 +195,12 @@ class Cloud:
         )
 
     def orphan_uploads(self) -> int:
-        return int(self.s3(f"print(len(c.list_multipart_uploads(Bucket={BUCKET!r}).get('Uploads', [])))"))
+        """Multipart uploads left incomplete in the bucket (their keys printed, to find whose)."""
+        keys = list(self.s3(f"print(json.dumps([u['Key'] for u in "
+                            f"c.list_multipart_uploads(Bucket={BUCKET!r}).get('Uploads', [])]))"))  # fmt: skip
+        if keys:
+            print(f"soak: {len(keys)} multipart upload(s) left incomplete: {keys}", flush=True)
+        return len(keys)
 
     def stop(self) -> None:
         self.proxy.stop()
