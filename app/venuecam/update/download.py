@@ -51,9 +51,9 @@ def http_url(cfg: Config, url: str, expires: int = 3600) -> str:
     if not url.startswith("s3://"):
         return url
     bucket, _, key = url[5:].partition("/")
-    from venuecam.storage.client import make_client
+    from venuecam.storage.client import signer  # kept: a boto3 client costs seconds on a Pi 3
 
-    return make_client(cfg.storage).generate_presigned_url(
+    return signer(cfg.storage).generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
     )
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from venuecam import logs
 from venuecam.errors import BadInputError, VenuecamError
 from venuecam.live import state as live_state
 from venuecam.models import PendingTask, TaskStatus
+from venuecam.storage import kept
 from venuecam.storage.keys import check_component
 from venuecam.storage.orphans import Tracked, abort_untracked
 from venuecam.worker import dispatch
@@ -61,17 +62,14 @@ def owned_keys(cfg: Config) -> tuple[list[str], Callable[[str], bool]]:
     return sorted({f"{venue}/{field}/" for field, _ in cameras}), mine
 
 
-def sweep(cfg: Config, client: Any = None) -> list[tuple[str, str]]:
-    """Abort the venue's untracked uploads; return the aborted (key, upload id) pairs."""
+def sweep(cfg: Config) -> list[tuple[str, str]]:
+    """Abort this box's untracked uploads; return the aborted (key, upload id) pairs."""
     if not dispatch.online():
         return []
-    if client is None:
-        from venuecam.storage.client import make_client  # boto3 only when there is a store to ask
-
-        client = make_client(cfg.storage)
     prefixes, mine = owned_keys(cfg)
     try:
-        gone = abort_untracked(client, cfg.storage.bucket, prefixes, lambda: tracked(cfg), mine)
+        with kept.upload_client(cfg) as client:
+            gone = abort_untracked(client, cfg.storage.bucket, prefixes, lambda: tracked(cfg), mine)
     except BadInputError as e:
         log.warning("%s Left the store's unfinished uploads alone: %s", logs.UPLOAD, e)
         return []
