@@ -85,6 +85,8 @@ def abort_others(client: Any, bucket: str, key: str, keep: str | None) -> list[s
         if up["Key"] == key and up["UploadId"] != keep:
             _abort(client, bucket, up)
             gone.append(str(up["UploadId"]))
+    if gone and keep is not None:
+        log.info("%s aborted %d upload(s) of %s left behind by an earlier start", logs.UPLOAD, len(gone), key)
     return gone
 
 
@@ -130,4 +132,3 @@ def _abort(client: Any, bucket: str, up: dict[str, Any]) -> None:
     except Exception as e:
         if error_code(e) != "NoSuchUpload":
             raise map_error(e, f"abort_multipart_upload {up['Key']}") from e
-    log.info("%s aborted a multipart upload of %s no state of this box holds", logs.UPLOAD, up["Key"])
