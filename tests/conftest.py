@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from faultproxy import FaultProxy
 from venuecam import config as config_mod
 from venuecam import config_dump
 from venuecam import db as db_mod
@@ -190,3 +191,12 @@ def s3(s3_server: S3Server) -> S3Server:
     s3_server.reset()
     s3_server.client().create_bucket(Bucket="venue-videos")
     return s3_server
+
+
+@pytest.fixture
+def proxy(s3: S3Server, tmp_path: Path) -> Iterator[FaultProxy]:
+    """The fresh store behind tests/faultproxy.py (its own process), for faults on the wire."""
+    host, port = s3.endpoint.removeprefix("http://").rsplit(":", 1)
+    p = FaultProxy.start((host, 0), (host, int(port)), tmp_path / "proxy.sock")
+    yield p
+    p.stop()

@@ -33,14 +33,6 @@ PART = 5 * MIB
 
 
 @pytest.fixture
-def proxy(s3: Any, tmp_path: Path) -> Iterator[FaultProxy]:
-    host, port = s3.endpoint.removeprefix("http://").rsplit(":", 1)
-    p = FaultProxy.start((host, 0), (host, int(port)), tmp_path / "proxy.sock")
-    yield p
-    p.stop()
-
-
-@pytest.fixture
 def stack(tmp_path: Path, proxy: FaultProxy, platform: Any) -> Iterator[Stack]:
     s = Stack(tmp_path, proxy.endpoint, platform.url)
     yield s

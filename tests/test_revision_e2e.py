@@ -42,14 +42,6 @@ def platform_booking(start: float, end: float) -> dict[str, Any]:
 
 
 @pytest.fixture
-def proxy(s3: Any, tmp_path: Path) -> Iterator[FaultProxy]:
-    host, port = s3.endpoint.removeprefix("http://").rsplit(":", 1)
-    p = FaultProxy.start((host, 0), (host, int(port)), tmp_path / "proxy.sock")
-    yield p
-    p.stop()
-
-
-@pytest.fixture
 def stack(tmp_path: Path, proxy: FaultProxy, platform: Any) -> Iterator[Stack]:
     camera = {"name": "CAMERA_A", "field_id": 1, "source": "testsrc", "segment_seconds": 2,
               "width": 320, "height": 240, "fps": 10, "bitrate_kbps": 300}  # fmt: skip

@@ -4,7 +4,7 @@ behind the fault proxy where the store's answer must be lost."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,6 @@ from venuecam.worker import upload_sweep
 
 class PowerCut(BaseException):
     """The box lost power: nothing after this point ran (not an Exception: no handler sees it)."""
-
-
-@pytest.fixture
-def proxy(s3: S3Server, tmp_path: Path) -> Iterator[FaultProxy]:
-    host, port = s3.endpoint.removeprefix("http://").rsplit(":", 1)
-    p = FaultProxy.start((host, 0), (host, int(port)), tmp_path / "proxy.sock")
-    yield p
-    p.stop()
 
 
 def in_progress(s3: S3Server, prefix: str = "") -> list[dict[str, Any]]:
