@@ -205,10 +205,27 @@ def _stopped_group(proc: subprocess.Popen[bytes]) -> Iterator[None]:
             pids = [p for p in _descendants(proc.pid) if p not in stopped]
             _signal_all(pids, signal.SIGSTOP)
             stopped += pids
+        _wait_stopped(stopped)
     try:
         yield
     finally:
         _signal_all(stopped, signal.SIGCONT)
+
+
+def _wait_stopped(pids: list[int], timeout_s: float = 5.0) -> None:
+    """Until each process is stopped (or gone): kill() returns before the signal is acted on,
+    and on a loaded machine a process may run on for a moment (seen: a timing test began
+    while the build still ran)."""
+    deadline = time.monotonic() + timeout_s
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                text = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                break  # gone
+            if text[text.rindex(")") + 2] in "TtZX":
+                break
+            time.sleep(0.005)
 
 
 _build: ImageBuild | None = None
