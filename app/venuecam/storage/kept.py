@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 @dataclass
 class _Kept:
     client: Any
+    # One tracker for the client's life: it hooks the client's connection pools once, when
+    # they are empty (a second one on a used client would record nothing).
+    tracker: SocketTracker
     watch: LinkWatch | None = None
     users: int = 0
 
@@ -44,10 +47,11 @@ def upload_client(cfg: Config) -> Iterator[Any]:
     with _lock:
         kept = _kept.get(key)
         if kept is None:
-            kept = _kept[key] = _Kept(make_client(s, uploads=cfg.queue.max_concurrent_uploads))
+            client = make_client(s, uploads=cfg.queue.max_concurrent_uploads)
+            kept = _kept[key] = _Kept(client, SocketTracker(client))
         kept.users += 1
         if kept.watch is None:
-            kept.watch = LinkWatch(cfg.run_dir, SocketTracker(kept.client)).__enter__()
+            kept.watch = LinkWatch(cfg.run_dir, kept.tracker).__enter__()
     try:
         yield kept.client
     finally:
