@@ -177,11 +177,16 @@ _signers: dict[tuple[str, str, str, str], Any] = {}
 _signers_lock = threading.Lock()
 
 
+def store_identity(storage: StorageConfig) -> tuple[str, str, str, str]:
+    """What makes two configs the same store for a kept client (endpoint, credentials, region)."""
+    return (storage.effective_endpoint, storage.access_key_id, storage.secret_access_key, storage.region)
+
+
 def signer(storage: StorageConfig) -> Any:
     """A client for presigning URLs (no request goes through it), made once per store and
     kept: making a boto3 client costs ~0.1 s of CPU here and seconds on a Pi 3, and the soak
     found the worker spending a third of its time making them, one per notification."""
-    key = (storage.effective_endpoint, storage.access_key_id, storage.secret_access_key, storage.region)
+    key = store_identity(storage)
     with _signers_lock:
         client = _signers.get(key)
         if client is None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from venuecam.storage.botocore_patch import SocketTracker
-from venuecam.storage.client import make_client
+from venuecam.storage.client import make_client, store_identity
 from venuecam.storage.linkwatch import LinkWatch
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def upload_client(cfg: Config) -> Iterator[Any]:
     """This process's client for `cfg`'s store, its stalled sockets dropped when the
     watchdog sees the link come back, for as long as the block runs."""
     s = cfg.storage
-    key = (s.effective_endpoint, s.access_key_id, s.secret_access_key, s.region, str(cfg.run_dir))
+    key = (*store_identity(s), str(cfg.run_dir))
     with _lock:
         kept = _kept.get(key)
         if kept is None:
