@@ -31,6 +31,7 @@ from venuecam.clips.assemble import top_level_atoms
 from venuecam.config import Config
 from venuecam.live import clip as live_clip
 from venuecam.live import manager, mp4file
+from venuecam.live import upload as live_upload
 from venuecam.live.clip import DONE, STOPPED, LiveClip
 from venuecam.models import Booking, PendingTask, TaskType, Video, VideoStatus
 from venuecam.storage.client import make_client
@@ -261,6 +262,35 @@ def test_the_store_failing_on_a_part_resumes_from_the_last_acknowledged_part(
     assert env.proxy.stats()["resent_bytes"] == 0  # refused before its body went (100-continue)
 
 
+def test_a_part_on_the_wire_does_not_hold_up_the_next_segment(env: Env, tmp_path: Path) -> None:
+    """The cameras' segments close together, so every clip remuxes at once; a clip that waited
+    for its parts before its next remux left the link idle for those seconds every segment."""
+    start, end = env.base + 3, env.base + 41
+    add_booking(env.cfg, start, end)
+    play = Play(env)
+    clip = play.start(start)
+    env.proxy.stall(count=1, seconds=6.0, query_contains="partNumber=1")  # then cut: sent again
+    t = start
+    while clip.upload.in_flight == 0 and t < end:
+        play.step(t)
+        t += 1.0
+    assert clip.upload.in_flight == 1, "part 1 never went"
+    cursor = clip.doc["cursor_ts"]
+    play.step(t + 4.0)  # two more segments closed while part 1 is held on the wire
+    assert clip.doc["cursor_ts"] > cursor, "the next segments waited for the part on the wire"
+    assert "1" not in clip.upload.state["parts"] and clip.upload.in_flight == 1
+    saved = json.loads(clip.state_path.read_text())  # the state on disk is the clip's
+    assert saved["cursor_ts"] == clip.doc["cursor_ts"] and saved["mp4"] == clip.doc["mp4"]
+    outcome, t = play.run(t + 5.0, end + 20)
+    if outcome != DONE:  # the cut part backed the clip off: a later step goes on
+        outcome, t = play.run(t + 60, t + 120)
+    assert outcome == DONE
+    video = videos.get(UID)
+    got = stored(env, video.mp4_key, tmp_path)
+    assert hashlib.sha256(got.read_bytes()).hexdigest() == video.sha256
+    assert env.proxy.stats()["injected"] == 1 and env.uploads_in_progress() == []
+
+
 def test_a_worker_killed_mid_booking_goes_on_from_its_state_with_at_most_one_part_again(
     env: Env, tmp_path: Path
 ) -> None:
@@ -269,6 +299,7 @@ def test_a_worker_killed_mid_booking_goes_on_from_its_state_with_at_most_one_par
     play = Play(env)
     clip = play.start(start)
     play.run(start, start + 33)
+    clip.close()  # its parts on the wire land (or fail) before the next process reads the state
     parts_before = len(clip.upload.state["parts"])
     assert parts_before >= 1
     # A power cut mid-append: bytes past the checkpoint on disk, the process gone.
@@ -627,3 +658,15 @@ def test_live_uploads_keep_to_the_upload_cap(make_env: Callable[..., Env]) -> No
     elapsed = time.monotonic() - began
     sent = clip.upload.sent_bytes + sum(Path(p).stat().st_size for p in (clip.preview_path, clip.thumb_path))
     assert elapsed >= sent * 8 / 8e6 * 0.95, f"{sent} bytes in {elapsed:.2f} s: faster than 8 Mbit/s"
+
+
+def test_the_live_store_client_keeps_a_connection_for_every_request_the_live_videos_make(env: Env) -> None:
+    """Beyond its pool a request opens a connection and closes it after: a handshake and a
+    slow start for each part (four cameras, two parts each, overflowed the old pool of four)."""
+    live = manager.LiveManager(env.cfg, None)
+    try:
+        client = live._store()
+        want = env.cfg.live_video_cap() * (live_upload.PARALLEL_PARTS + 1)
+        assert client.meta.config.max_pool_connections == want
+    finally:
+        live.stop()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from venuecam.clips.plan import ClipItem, plan_clip
 from venuecam.clips.service import UsableSegment, clip_paths, usable_segments
 from venuecam.config import Config
 from venuecam.errors import AuthError, BadInputError, ClipError, PermanentError, TransientError
-from venuecam.live import remux, state
+from venuecam.live import fragments, remux, state
 from venuecam.live.mp4file import LiveMP4, StreamChanged
 from venuecam.live.upload import BATCH_PARTS, LiveUpload, UploadGone
 from venuecam.media.probe import probe
@@ -88,8 +89,11 @@ class LiveClip:
             # are final (said here too for a checkpoint saved before it carried `sealed`).
             self.mp4 = LiveMP4(self.mp4_path, checkpoint={**doc["mp4"], "sealed": bool(doc.get("finished"))})
         self.doc = doc
+        # The live state is one document, saved whole: the clip's thread changes it, and so do
+        # the upload's part threads (each acknowledged part), each under this lock.
+        self._lock = threading.RLock()
         self.upload = LiveUpload(client, cfg.storage.bucket, doc["keys"]["mp4"], doc["upload"], self._save,
-                                 wrap=wrap)  # fmt: skip
+                                 wrap=wrap, lock=self._lock)  # fmt: skip
         self.failures = 0
         self.retry_at = 0.0
         self.last_error = ""
@@ -97,7 +101,8 @@ class LiveClip:
     # ------------------------------------------------------------------ state
 
     def _save(self) -> None:
-        state.save(self.state_path, self.doc)
+        with self._lock:  # the clip's thread and the part threads: one whole document at a time
+            state.save(self.state_path, self.doc)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -202,9 +207,12 @@ class LiveClip:
         return now >= end_ts and (self._closed_past(video, end_ts) or now >= end_ts + self.cfg.clips.grace_s)
 
     def _append(self, video: Video, end_ts: float, now: float) -> bool:
+        """Append the segments closed since the last step. The live state changes under the
+        lock (a background part saves it whole); the remux, seconds on a busy Pi, outside it."""
         cursor = float(self.doc["cursor_ts"])
         if cursor >= end_ts - TOLERANCE_S:
-            self.doc["ending"] = self._ending(video, end_ts, now)
+            with self._lock:
+                self.doc["ending"] = self._ending(video, end_ts, now)
             return False
         ending = self._ending(video, end_ts, now)
         segments, skipped = self._segments(video, cursor + TOLERANCE_S, end_ts)
@@ -212,10 +220,11 @@ class LiveClip:
             log.warning("%s live %s: skipping segment %s", logs.CLIP, self.uid, reason)
         if not segments:
             if ending:
-                self._gap(cursor, end_ts)
-                self.doc["cursor_ts"] = end_ts
-                self.doc["ending"] = True
-                self._save()
+                with self._lock:
+                    self._gap(cursor, end_ts)
+                    self.doc["cursor_ts"] = end_ts
+                    self.doc["ending"] = True
+                    self._save()
             return False
         near = end_ts - 2 * self.cfg.camera(video.camera).segment_seconds - NEAR_END_MARGIN_S
         if cursor < near - self.cfg.camera(video.camera).segment_seconds and not self.mp4.box_open:
@@ -225,34 +234,43 @@ class LiveClip:
         for item in plan.items:
             if item.trimmed_end and not ending:
                 break  # the booking's last piece: when the booking is over
-            for a, b in plan.gaps:
-                if b <= item.start_ts + TOLERANCE_S and a >= cursor - TOLERANCE_S:
-                    self._gap(a, b)
-            self._append_item(item)
+            seg = self._remux(item)
+            with self._lock:
+                for a, b in plan.gaps:
+                    if b <= item.start_ts + TOLERANCE_S and a >= cursor - TOLERANCE_S:
+                        self._gap(a, b)
+                self._add(item, seg)
             cursor = item.end_ts
             appended = True
-        if (
-            ending
-            and self.doc["cursor_ts"] < end_ts - TOLERANCE_S
-            and (not plan.items or plan.items[-1].end_ts <= self.doc["cursor_ts"] + TOLERANCE_S)
-        ):
-            self._gap(self.doc["cursor_ts"], end_ts)
-            self.doc["cursor_ts"] = end_ts
-        self.doc["ending"] = ending and self.doc["cursor_ts"] >= end_ts - TOLERANCE_S
-        if appended and self.doc["cursor_ts"] >= near and self.mp4.box_open:
-            # The part holding the open box's header would wait for the end, and with it the
-            # tail: seal the box now; the segments from here on get boxes of their own.
-            self.mp4.close_box()
-            self.mp4.flush()
-            self.doc["mp4"] = self.mp4.checkpoint()
-        self._save()
+        with self._lock:
+            if (
+                ending
+                and self.doc["cursor_ts"] < end_ts - TOLERANCE_S
+                and (not plan.items or plan.items[-1].end_ts <= self.doc["cursor_ts"] + TOLERANCE_S)
+            ):
+                self._gap(self.doc["cursor_ts"], end_ts)
+                self.doc["cursor_ts"] = end_ts
+            self.doc["ending"] = ending and self.doc["cursor_ts"] >= end_ts - TOLERANCE_S
+            if appended and self.doc["cursor_ts"] >= near and self.mp4.box_open:
+                # The part holding the open box's header would wait for the end, and with it the
+                # tail: seal the box now; the segments from here on get boxes of their own.
+                self.mp4.close_box()
+                self.mp4.flush()
+                self.doc["mp4"] = self.mp4.checkpoint()
+            self._save()
         return appended
 
-    def _append_item(self, item: ClipItem) -> None:
+    def _remux(self, item: ClipItem) -> fragments.Segment | None:
+        """The item's samples; None (logged) when its segment cannot be remuxed: a gap."""
         try:
-            seg = remux.remux(item)
+            return remux.remux(item)
         except ClipError as e:
             log.warning("%s live %s: %s; its seconds become a gap", logs.CLIP, self.uid, e)
+            return None
+
+    def _add(self, item: ClipItem, seg: fragments.Segment | None) -> None:
+        """The remuxed item into the MP4, durable, then the state that says so (under the lock)."""
+        if seg is None:
             self._gap(item.start_ts, item.end_ts)
         else:
             try:
@@ -302,8 +320,9 @@ class LiveClip:
             return
         finally:
             head.unlink(missing_ok=True)
-        self.doc["extras"] = True
-        self._save()
+        with self._lock:
+            self.doc["extras"] = True
+            self._save()
 
     def _send_extras(self, video: Video) -> None:
         if not self.doc["extras"]:
@@ -322,10 +341,14 @@ class LiveClip:
     # ------------------------------------------------------------------ parts and the end
 
     def _send(self, final: bool) -> bool:
-        """Send the parts that can go (and the preview and thumbnail once made)."""
-        sent = False
+        """Send the parts that can go (and the preview and thumbnail once made). During the
+        booking the parts go in the background (the next segment is remuxed meanwhile); at
+        the end (`final`) they are waited for. Raises the first failure of a part."""
+        sent = self.upload.collect() > 0
         due = self.upload.due_parts(self.mp4, self.doc["mp4"]["length"], final)
-        for i in range(0, len(due), BATCH_PARTS):
+        if not final:
+            sent |= self.upload.start_parts(self.mp4, due) > 0
+        for i in range(0, len(due) if final else 0, BATCH_PARTS):
             self.upload.send_parts(self.mp4, due[i : i + BATCH_PARTS])
             sent = True
             video = videos.get(self.uid)
@@ -338,17 +361,27 @@ class LiveClip:
                 sent = True
         return sent
 
+    def wait(self, timeout: float) -> None:
+        """Until a background part finishes (the next can go) or `timeout`."""
+        self.upload.changed.wait(timeout)
+        self.upload.changed.clear()
+
+    def close(self) -> None:
+        """The runner stops: wait for the parts on their way and end their threads."""
+        self.upload.close()
+
     def _finish_file(self) -> None:
         if self.doc["segments"] == 0 or self.mp4.samples == 0:
             raise HandBack("no frame of the booking was recorded live")
-        size, sha = self.mp4.finish()
-        self.doc["finished"] = {
-            "size": size,
-            "sha256": sha,
-            "duration_s": round(self.mp4.duration / remux.TIMESCALE, 3),
-        }
-        self.doc["mp4"] = self.mp4.checkpoint()
-        self._save()
+        with self._lock:
+            size, sha = self.mp4.finish()
+            self.doc["finished"] = {
+                "size": size,
+                "sha256": sha,
+                "duration_s": round(self.mp4.duration / remux.TIMESCALE, 3),
+            }
+            self.doc["mp4"] = self.mp4.checkpoint()
+            self._save()
         log.info("%s live %s: %.1f s, %d bytes, sha256 %s…", logs.CLIP, self.uid,
                  self.doc["finished"]["duration_s"], size, sha[:12])  # fmt: skip
 
@@ -381,7 +414,7 @@ class LiveClip:
         """Stop: abort the multipart upload, remove the live files."""
         try:
             self.upload.abort()
-        except Exception as e:  # the reaper of stale uploads (storage.multipart) gets it later
+        except Exception as e:  # the upload sweep (worker.upload_sweep) gets it once online
             log.warning("%s live %s: could not abort its upload: %s", logs.UPLOAD, self.uid, e)
         self._remove_files()
         log.info("%s live %s stopped: %s", logs.CLIP, self.uid, why)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from venuecam import logs, pipeline, shared_state, videos, wallclock
 from venuecam.live.clip import DONE, HANDED_BACK, STOPPED, WORKING, LiveClip
+from venuecam.live.upload import PARALLEL_PARTS
 from venuecam.models import Booking, Video, VideoStatus
 from venuecam.storage.botocore_patch import SocketTracker
 from venuecam.storage.client import make_client
@@ -110,7 +111,10 @@ class LiveManager(threading.Thread):
     def _store(self) -> Any:
         """The runners' store client, its sockets dropped when the link comes back."""
         if self._client is None:
-            self._client = make_client(self.cfg.storage)
+            # Each live video has up to PARALLEL_PARTS parts on the wire and one more request
+            # (a preview, the completion); all of them keep their connections.
+            pool = self.cfg.live_video_cap() * (PARALLEL_PARTS + 1)
+            self._client = make_client(self.cfg.storage, connections=pool)
             self._watch = LinkWatch(self.cfg.run_dir, SocketTracker(self._client)).__enter__()
         return self._client
 
@@ -181,18 +185,21 @@ class _Runner(threading.Thread):
         if video is None or video.status != VideoStatus.LIVE:
             return
         clip = LiveClip(self.cfg, video, client, wrap=self.wrap)
-        while not self.stopped.is_set():
-            outcome = clip.step(dispatch.online())
-            self.summary = clip.summary()
-            if outcome == DONE:
-                row = getattr(clip, "notify_row", None)
-                if row is not None and self.tasks is not None:
-                    dispatch.dispatch_new(self.tasks, row)
-                break
-            if outcome == STOPPED:
-                if self.tasks is not None:
-                    self.tasks.scan()  # a video handed back is cut by the after-booking path
-                break
-            if outcome != WORKING:
-                self.stopped.wait(TICK_S)
-        self.summary = {}
+        try:
+            while not self.stopped.is_set():
+                outcome = clip.step(dispatch.online())
+                self.summary = clip.summary()
+                if outcome == DONE:
+                    row = getattr(clip, "notify_row", None)
+                    if row is not None and self.tasks is not None:
+                        dispatch.dispatch_new(self.tasks, row)
+                    break
+                if outcome == STOPPED:
+                    if self.tasks is not None:
+                        self.tasks.scan()  # a video handed back is cut by the after-booking path
+                    break
+                if outcome != WORKING:
+                    clip.wait(TICK_S)  # a part landing wakes it: the next part goes at once
+        finally:
+            clip.close()
+            self.summary = {}

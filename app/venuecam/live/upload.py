@@ -5,6 +5,15 @@ Part n is bytes [(n-1)P, nP) of the file, sent as soon as those bytes are on dis
 size, goes with the `moov` at the end. So nothing is sent twice: a part interrupted by a
 crash, an outage or a store error is sent again, the rest stay acknowledged.
 
+While the booking is played the parts go in the background (`start_parts`, at most
+PARALLEL_PARTS at once, on the upload's own two threads), so the clip's thread goes on
+remuxing the next segment meanwhile. Why: every camera's segments close on the same clock
+multiple, so all the clips remux at once (niced, on a Pi's cores busy with capture); when a
+clip waited for its parts before its next remux, the link stood idle for those seconds every
+segment and, at 80 % of the link recorded, the backlog grew all booking long (the busy
+benchmark's tail was ~18 MB a camera where a segment and a part are ~10). At the end
+(`send_parts`) the clip has nothing else to do and waits for them.
+
 `state` (persisted by the caller in the clip's live state, saved right after each change):
     {"key", "upload_id", "part_bytes", "parts": {"<n>": {"etag", "size", "md5"}}, "done": {...}}
 The upload is started by `storage.orphans.start_upload` (intent, id, then the key's other
@@ -20,7 +29,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from venuecam import logs
@@ -47,12 +56,20 @@ class UploadGone(TransientError):
 
 
 class LiveUpload:
+    """`lock`: the lock under which `state` changes and `save` runs: the caller's, when
+    `state` is part of a larger document it saves whole (the clip's live state)."""
+
     def __init__(self, client: Any, bucket: str, key: str, state: dict[str, Any], save: SaveState,
-                 content_type: str = "video/mp4", wrap: Wrap | None = None) -> None:  # fmt: skip
+                 content_type: str = "video/mp4", wrap: Wrap | None = None,
+                 lock: threading.RLock | None = None) -> None:  # fmt: skip
         self.client, self.bucket, self.key = client, bucket, key
         self.state, self.save, self.content_type = state, save, content_type
         self.wrap = wrap or (lambda data: data)
-        self._lock = threading.Lock()  # parts finish on two threads; the state has one writer at a time
+        # Parts finish on the part threads; the state has one writer at a time.
+        self._lock = lock or threading.RLock()
+        self.changed = threading.Event()  # set when a background part finishes
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: dict[int, Future[int]] = {}
         state.setdefault("key", key)
         state.setdefault("part_bytes", PART_BYTES)
         state.setdefault("parts", {})
@@ -63,7 +80,8 @@ class LiveUpload:
 
     @property
     def sent_bytes(self) -> int:
-        return sum(int(p["size"]) for p in self.state["parts"].values())
+        with self._lock:  # a part thread may be adding one
+            return sum(int(p["size"]) for p in self.state["parts"].values())
 
     @property
     def done(self) -> bool:
@@ -122,9 +140,66 @@ class LiveUpload:
             self.save()
         return len(data)
 
+    # ------------------------------------------------------------------ in the background
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def start_parts(self, mp4: LiveMP4, parts: list[tuple[int, int, int]]) -> int:
+        """Start sending `parts` (from `due_parts`) in the background, as far as PARALLEL_PARTS
+        allows with those already on their way; returns how many it started. `collect()`
+        hands back what they did."""
+        todo = [p for p in parts if p[0] not in self._in_flight][: PARALLEL_PARTS - len(self._in_flight)]
+        if not todo:
+            return 0
+        self._ensure_started()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="live-part")
+        for n, start, end in todo:
+            future = self._pool.submit(self.send_part, mp4, n, start, end)
+            # Once the future is done (not before: `collect` must find it so), wake the clip.
+            future.add_done_callback(lambda _f: self.changed.set())
+            self._in_flight[n] = future
+        return len(todo)
+
+    def collect(self) -> int:
+        """Bytes of the background parts that finished since the last call; raises the first
+        failure among them (the part goes again: it is not acknowledged)."""
+        sent, errors = 0, []
+        for n, f in list(self._in_flight.items()):
+            if not f.done():
+                continue
+            del self._in_flight[n]
+            try:
+                sent += f.result()
+            except Exception as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+        return sent
+
+    def settle(self) -> None:
+        """Wait for the background parts; their failures are left for `collect()`."""
+        wait(list(self._in_flight.values()))
+
+    def close(self) -> None:
+        """Wait for the background parts and end their threads (the clip's runner stops)."""
+        self.settle()
+        self._in_flight.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # ------------------------------------------------------------------ waiting for them
+
     def send_parts(self, mp4: LiveMP4, parts: list[tuple[int, int, int]]) -> int:
-        """Send `parts` (from `due_parts`), PARALLEL_PARTS at a time; each acknowledged one is
-        saved as it lands. Raises the first failure after the others finished."""
+        """Send `parts` (from `due_parts`), PARALLEL_PARTS at a time, and wait for them; each
+        acknowledged one is saved as it lands. Raises the first failure after the others
+        finished. Background parts are waited for first (and their failure raised)."""
+        self.settle()
+        self.collect()
+        parts = [p for p in parts if str(p[0]) not in self.state["parts"]]
         if not parts:
             return 0
         self._ensure_started()
@@ -144,6 +219,8 @@ class LiveUpload:
 
     def complete(self, size: int, sha256: str) -> dict[str, Any]:
         """Complete and verify (size, and the ETag the store computes from the parts' MD5s)."""
+        self.settle()
+        self.collect()
         upload_id = self._ensure_started()
         parts = self.state["parts"]
         count = math.ceil(size / self.part_bytes)
@@ -184,17 +261,26 @@ class LiveUpload:
 
     def restart(self) -> None:
         """The store lost the upload: a new one, every part again."""
-        self.state.pop("upload_id", None)
-        self.state["parts"] = {}
-        self.save()
+        self._drop_background()
+        with self._lock:
+            self.state.pop("upload_id", None)
+            self.state["parts"] = {}
+            self.save()
+
+    def _drop_background(self) -> None:
+        """Wait for the background parts and forget what they did (the upload is going)."""
+        self.settle()
+        self._in_flight.clear()
 
     def abort(self) -> None:
         """Abort this key's uploads: ours, and one a create in flight may have started."""
+        self._drop_background()  # a part landing after the abort would be saved into a reset state
         if self.done or not (self.state.get("upload_id") or self.state.get(orphans.CREATING)):
             return
         orphans.abort_others(self.client, self.bucket, self.key, keep=None)
-        self.state.pop(orphans.CREATING, None)
-        self.state.pop("upload_id", None)
-        self.state["parts"] = {}
-        self.save()
+        with self._lock:
+            self.state.pop(orphans.CREATING, None)
+            self.state.pop("upload_id", None)
+            self.state["parts"] = {}
+            self.save()
         log.info("%s live upload of %s aborted", logs.UPLOAD, self.key)

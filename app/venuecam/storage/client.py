@@ -129,12 +129,14 @@ def make_client(
     user_timeout_s: float = USER_TIMEOUT_S,
     cap: ratecap.UploadCap | None = None,
     uploads: int = 1,
+    connections: int | None = None,
 ) -> Any:
     """A boto3 S3 client for the configured store (R2, or any S3 endpoint such as moto).
 
     Every object it puts and every part it sends is held to the box's upload cap
     (`storage.max_upload_mbit`; `cap`: another one, for tests). `uploads`: how many uploads
-    share it at once, each with up to `storage.parallel_parts` connections."""
+    share it at once, each with up to `storage.parallel_parts` connections; `connections`: the
+    pool's size when its users count otherwise (the live path's)."""
     import boto3
     from botocore.config import Config as BotoConfig
 
@@ -153,7 +155,9 @@ def make_client(
         # to the wire, in the gap between one part and the next.
         s3={"addressing_style": "path", "payload_signing_enabled": False},
         # One connection per part in flight (multipart.upload_file's parallel_parts).
-        max_pool_connections=max(4, storage.parallel_parts * max(1, uploads)),
+        # A request beyond the pool opens a connection of its own and closes it after: a TCP
+        # handshake and a slow start for each part.
+        max_pool_connections=connections or max(4, storage.parallel_parts * max(1, uploads)),
     )
     client = boto3.session.Session().client(
         "s3",
