@@ -45,7 +45,7 @@ run: deps-run venv ## run the whole appliance locally in demo mode (Ctrl-C stops
 	$(VENV)/bin/venuecam demo --dir demo-data
 
 test: deps-test venv lint ## install what is needed and run the whole test suite
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=20 tests
 
 test-fast: venv ## the suite without the slow image and network-namespace tests
 	$(PY) -m pytest -q -p no:cacheprovider -m 'not slow' tests
