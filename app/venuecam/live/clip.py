@@ -24,6 +24,7 @@ sees the video is no longer `live`, aborts and removes its files.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -331,12 +332,21 @@ class LiveClip:
                 raise HandBack("no preview or thumbnail could be made")
         storage = self.cfg.storage
         for name, path in (("preview", self.preview_path), ("thumb", self.thumb_path)):
-            sub = self.doc[name]
-            if sub.get("done"):
+            if self.doc[name].get("done"):
                 continue
+            # upload_file changes its state as it goes, and a part of the MP4 may land and save
+            # the live state meanwhile: the document takes a copy of it, under the lock.
+            sub = copy.deepcopy(self.doc[name])
+
+            def keep(_state: Any, name: str = name, sub: dict[str, Any] = sub) -> None:
+                with self._lock:
+                    self.doc[name] = copy.deepcopy(sub)
+                    self._save()
+
             upload_file(self.client, storage.bucket, self.doc["keys"][name], path,
                         part_size=storage.part_size_mb * MIB, threshold=storage.multipart_threshold_mb * MIB,
-                        state=sub, save_state=lambda _s: self._save(), parallel_parts=1)  # fmt: skip
+                        state=sub, save_state=keep, parallel_parts=1)  # fmt: skip
+            keep(sub)
 
     # ------------------------------------------------------------------ parts and the end
 

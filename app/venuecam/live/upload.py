@@ -238,8 +238,9 @@ class LiveUpload:
         if not self._matches(size, count):
             raise TransientError(f"upload {self.key}: the stored object is not the one sent (size or ETag)")
         done = {"size": size, "sha256": sha256, "parts": count}
-        self.state["done"] = done
-        self.save()
+        with self._lock:
+            self.state["done"] = done
+            self.save()
         log.info(
             "%s live upload of %s completed: %d parts, %.1f MB", logs.UPLOAD, self.key, count, size / 1e6
         )
