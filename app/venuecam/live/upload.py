@@ -154,14 +154,18 @@ class LiveUpload:
         if not todo:
             return 0
         self._ensure_started()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="live-part")
         for n, start, end in todo:
-            future = self._pool.submit(self.send_part, mp4, n, start, end)
+            future = self._threads().submit(self.send_part, mp4, n, start, end)
             # Once the future is done (not before: `collect` must find it so), wake the clip.
             future.add_done_callback(lambda _f: self.changed.set())
             self._in_flight[n] = future
         return len(todo)
+
+    def _threads(self) -> ThreadPoolExecutor:
+        """The upload's part threads (PARALLEL_PARTS), for the background and for `send_parts`."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="live-part")
+        return self._pool
 
     def collect(self) -> int:
         """Bytes of the background parts that finished since the last call; raises the first
@@ -185,8 +189,7 @@ class LiveUpload:
 
     def close(self) -> None:
         """Wait for the background parts and end their threads (the clip's runner stops)."""
-        self.settle()
-        self._in_flight.clear()
+        self._drop_background()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -205,8 +208,8 @@ class LiveUpload:
         self._ensure_started()
         if len(parts) == 1:
             return self.send_part(mp4, *parts[0])
-        with ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="live-part") as pool:
-            futures = [pool.submit(self.send_part, mp4, *p) for p in parts]
+        futures = [self._threads().submit(self.send_part, mp4, *p) for p in parts]
+        wait(futures)
         sent, errors = 0, []
         for f in futures:
             try:
