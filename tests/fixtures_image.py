@@ -15,7 +15,6 @@ Figures (build and boot times, sizes) go to build/image-test-figures.json.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -165,67 +164,9 @@ class ImageBuild:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
-    def paused(self) -> contextlib.AbstractContextManager[None]:
-        return _stopped_group(self.proc)
-
-
-def _descendants(root: int) -> list[int]:
-    """`root` and every process below it (apt gives dpkg a session of its own, so the build's
-    process group is not all of it)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        pid, ppid = int(stat.parent.name), int(text[text.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(pid)
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def _signal_all(pids: list[int], sig: signal.Signals) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-@contextlib.contextmanager
-def _stopped_group(proc: subprocess.Popen[bytes]) -> Iterator[None]:
-    """SIGSTOP the build and everything it started for the block, SIGCONT after."""
-    stopped: list[int] = []
-    if proc.poll() is None:
-        for _ in range(2):  # a child forked while the first pass ran is caught by the second
-            pids = [p for p in _descendants(proc.pid) if p not in stopped]
-            _signal_all(pids, signal.SIGSTOP)
-            stopped += pids
-        _wait_stopped(stopped)
-    try:
-        yield
-    finally:
-        _signal_all(stopped, signal.SIGCONT)
-
-
-def _wait_stopped(pids: list[int], timeout_s: float = 5.0) -> None:
-    """Until each process is stopped (or gone): kill() returns before the signal is acted on,
-    and on a loaded machine a process may run on for a moment (seen: a timing test began
-    while the build still ran)."""
-    deadline = time.monotonic() + timeout_s
-    for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                text = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                break  # gone
-            if text[text.rindex(")") + 2] in "TtZX":
-                break
-            time.sleep(0.005)
+    def finished(self) -> None:
+        """Until the build has exited, whatever its outcome (the `image` fixture judges it)."""
+        self.proc.wait()
 
 
 _build: ImageBuild | None = None
@@ -233,17 +174,23 @@ _build: ImageBuild | None = None
 
 @pytest.fixture
 def no_background_build() -> Iterator[None]:
-    """The background image build held still while a test measures time on this machine.
+    """The test runs once the background image build is over: it measures time on this machine.
 
     The build (packages installed under arm64 emulation, gigabytes written) shares the two
     cores and the disk with the tests that run meanwhile; a test of how closely ffmpeg's cuts
     follow the clock measures scheduling jitter, and a box at the venue has no image build
-    beside it. The pause is the test's length (seconds); the build resumes where it was."""
-    if _build is None:
-        yield
-        return
-    with _build.paused():
-        yield
+    beside it. Holding the build still (SIGSTOP) for such a test was not enough: the disk
+    went on writing back what the build had written, and in CI a capture stalled for two
+    seconds under a stopped build. So these tests are ordered after every other test but the
+    image's own (see pytest_collection_modifyitems), when a build, even a cold one, is done;
+    if it is not, they wait for it."""
+    if _build is not None:
+        _build.finished()
+    yield
+
+
+def _after_the_build(item: pytest.Item) -> bool:
+    return "no_background_build" in getattr(item, "fixturenames", ())
 
 
 def _needs_image(item: pytest.Item) -> bool:
@@ -288,7 +235,10 @@ def pytest_collection_modifyitems(
     # failed once that way). On each, a test that changes the box (an update) comes after all
     # the others. A stable sort: each group keeps its order.
     later.sort(key=lambda item: (_machine_of(item), item.get_closest_marker(CHANGES_THE_BOX) is not None))
-    items[:] = [item for item in items if not _needs_image(item)] + later
+    rest = [item for item in items if not _needs_image(item)]
+    # The timing tests between the rest and the image tests: the build is over by then.
+    rest.sort(key=_after_the_build)
+    items[:] = rest + later
     if os.environ.get("VENUECAM_IMAGE_PREBUILT") or why_cannot_run() or config.option.collectonly:
         return
     factory = config._tmp_path_factory  # type: ignore[attr-defined]

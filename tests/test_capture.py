@@ -18,6 +18,10 @@ from capture_rig import SMALL, VENUECAM, Capture, max_gap, picamera_capture, wri
 from conftest import free_port
 from venuecam.capture.segments import parse_segment_name, segment_name
 
+# Segment times are measured against this machine's clock and scheduling (abutting within a
+# frame or two), not against a background image build's load.
+pytestmark = pytest.mark.usefixtures("no_background_build")
+
 
 @pytest.fixture
 def captures() -> Iterator[list[Capture]]:
