@@ -10,21 +10,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from venuecam import config_checks
-from venuecam.cap_schedule import CapWindow, parse_upload_cap, unparse_upload_cap
+from venuecam import config_checks, config_toml
+from venuecam.cap_schedule import CapWindow
 from venuecam.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/venuecam/venuecam.toml")
 ENV_PATH = "VENUECAM_CONFIG"
-MASK = "********"
 # The config format this release reads (a bundle says the lowest it accepts: see venuecam.update).
 CONFIG_VERSION = 1
 
@@ -44,10 +41,6 @@ class DeviceConfig:
     log_dir: str = "/var/log/venuecam"
     # Demo mode: mock GPIO pins, local endpoints; never set on a real box.
     demo: bool = False
-
-
-# Segments are cut at the multiples of segment_seconds of the clock: it must divide this.
-SEGMENT_CLOCK_S = 3600
 
 
 @dataclass(frozen=True)
@@ -337,154 +330,17 @@ def loads(text: str, source: str = "<config>") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source}: not valid TOML: {e}") from None
-    cfg = _build(Config, data, source, "")
+    cfg = config_toml.build(Config, data, source, "")
     storage = dataclasses.replace(cfg.storage, venue_timezone=cfg.device.timezone)
     cfg = dataclasses.replace(cfg, source_path=source, storage=storage)
-    _check_semantics(cfg, source)
-    return cfg
-
-
-def _type_name(tp: Any) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-    if tp in names:
-        return names[tp]
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        return f"a list of {_type_name(inner).removeprefix('a ').removeprefix('an ')}s"
-    if dataclasses.is_dataclass(tp):
-        return "a table"
-    return str(tp)
-
-
-def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key}: expected a table, got {type(value).__name__}")
-        return _build(tp, value, source, key)
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got {type(value).__name__}")
-        return [_convert(inner, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin in (types.UnionType, typing.Union):
-        raise ConfigError(f"{source}: {key}: unsupported type")  # pragma: no cover - not declared
-    ok = (
-        (tp is bool and isinstance(value, bool))
-        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
-        or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
-        or (tp is str and isinstance(value, str))
-    )
-    if not ok:
-        got = type(value).__name__
-        raise ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got {got}")
-    return float(value) if tp is float else value
-
-
-def _build(cls: Any, data: dict[str, Any], source: str, prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    where = prefix or "top level"
-    for k in data:
-        if k not in fields:
-            allowed = ", ".join(sorted(fields))
-            raise ConfigError(f"{source}: {_join(prefix, k)}: unknown key in {where} (allowed: {allowed})")
-    kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        key = _join(prefix, name)
-        if name in data and "parse" in f.metadata:
-            kwargs[name] = _PARSERS[f.metadata["parse"]](data[name], source, key)
-        elif name in data:
-            kwargs[name] = _convert(hints[name], data[name], source, key)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{source}: {key}: required, expected {_type_name(hints[name])}")
-    return cls(**kwargs)
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-# Fields whose TOML form is not their type's (see the `parse`/`unparse` field metadata).
-_PARSERS = {"upload_cap": parse_upload_cap}
-UNPARSERS = {"upload_cap": unparse_upload_cap}
-
-
-def _check_semantics(cfg: Config, source: str) -> None:
-    """Rules that types alone cannot say."""
-    for name, why in (("device_id", "it names the box"), ("venue_id", "it starts every object key")):
-        value = getattr(cfg.device, name)
-        if not value.strip() or "/" in value:
-            raise ConfigError(
-                f"{source}: device.{name}: expected a non-empty id without '/' ({why}), got {value!r}"
-            )
-    try:
-        ZoneInfo(cfg.device.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{source}: device.timezone: unknown time zone {cfg.device.timezone!r}") from None
-    seen: set[str] = set()
-    for i, cam in enumerate(cfg.cameras):
-        key = f"cameras[{i}]"
-        if not cam.name or not all(c.isalnum() or c in "_-" for c in cam.name):
-            raise ConfigError(f"{source}: {key}.name: expected letters, digits, '_' or '-', got {cam.name!r}")
-        if cam.name in seen:
-            raise ConfigError(f"{source}: {key}.name: duplicate camera name {cam.name!r}")
-        seen.add(cam.name)
-        src = cam.source
-        known = src.startswith(("rtsp://", "rtsps://", "/dev/video")) or src in ("picamera2", "testsrc")
-        if not known and not (src.startswith("testsrc:") and is_test_colour(src.removeprefix("testsrc:"))):
-            raise ConfigError(
-                f"{source}: {key}.source: expected rtsp://..., /dev/videoN, picamera2, testsrc or "
-                f"testsrc:COLOUR (a colour name or 0xRRGGBB), got {mask_url(src)!r}"
-            )
-        for attr in ("segment_seconds", "width", "height", "fps", "bitrate_kbps", "stall_timeout_s"):
-            if getattr(cam, attr) <= 0:
-                raise ConfigError(f"{source}: {key}.{attr}: expected a positive integer")
-        if SEGMENT_CLOCK_S % cam.segment_seconds:
-            # Capture cuts segments on the clock (capture/command.py): only a divisor of an
-            # hour puts a boundary on every whole hour and keeps the pattern from slipping.
-            raise ConfigError(
-                f"{source}: {key}.segment_seconds: camera {cam.name}: expected a divisor of "
-                f"{SEGMENT_CLOCK_S} (1, 2, 5, 10, 15, 20, 30, 60, ...; segments are cut on the clock), "
-                f"got {cam.segment_seconds}"
-            )
-    for name in ("upload_schedule_s", "notify_schedule_s", "clip_schedule_s", "sync_schedule_s"):
-        sched = getattr(cfg.queue, name)
-        if not sched or any(s < 0 for s in sched):
-            raise ConfigError(f"{source}: queue.{name}: expected a non-empty list of seconds >= 0")
-    if cfg.queue.max_concurrent_uploads < 1:
-        raise ConfigError(f"{source}: queue.max_concurrent_uploads: expected at least 1")
-    if cfg.clips.live_max_videos < 0:
-        raise ConfigError(f"{source}: clips.live_max_videos: expected 0 (twice the cameras) or more")
-    if cfg.queue.expiration_hours < 1:
-        raise ConfigError(f"{source}: queue.expiration_hours: expected at least 1")
-    if cfg.retention.booking_days < 1:
-        raise ConfigError(f"{source}: retention.booking_days: expected at least 1")
-    if cfg.connectivity.log_retention_days < 1:
-        raise ConfigError(f"{source}: connectivity.log_retention_days: expected at least 1")
-    if not cfg.storage.endpoint_url and not cfg.storage.account_id:
-        raise ConfigError(f"{source}: storage: expected endpoint_url or account_id")
-    if cfg.storage.part_size_mb < 5:
-        raise ConfigError(f"{source}: storage.part_size_mb: expected at least 5 (the S3 minimum part)")
-    if cfg.storage.parallel_parts < 1:
-        raise ConfigError(f"{source}: storage.parallel_parts: expected at least 1")
-    if not cfg.booking_api.base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{source}: booking_api.base_url: expected an http(s):// URL")
+    config_checks.check_core(cfg, source)
     config_checks.check_provision(cfg.provision, source)
     config_checks.check_update(cfg.update, source)
     config_checks.check_status(cfg.status, source)
+    return cfg
 
 
-def is_test_colour(text: str) -> bool:
-    """A colour for `testsrc:COLOUR`: a name ("red") or 0xRRGGBB, nothing ffmpeg's filter
-    syntax would read as more than a colour."""
-    if text.startswith("0x"):
-        return len(text) == 8 and all(c in "0123456789abcdefABCDEF" for c in text[2:])
-    return 0 < len(text) <= 32 and text.isascii() and text.isalpha()
-
-
-# ---------------------------------------------------------------- dumping
+# ---------------------------------------------------------------- secrets
 
 
 def _secret_values(obj: Any) -> list[str]:
@@ -500,12 +356,3 @@ def _secret_values(obj: Any) -> list[str]:
             else:
                 out.extend(_secret_values(v))
     return out
-
-
-def mask_url(url: str) -> str:
-    """rtsp://user:pass@host/x -> rtsp://user:********@host/x"""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
-    return parts._replace(netloc=netloc).geturl()

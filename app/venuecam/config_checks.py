@@ -1,5 +1,5 @@
-"""Checks of the [status], [provision] and [update] sections that their types alone cannot
-say (`config.loads` runs them after the rest of its checks), and the parsers they share with
+"""The rules of every config section that its types alone cannot say (`config.loads` runs
+them once the file has been mapped onto its dataclasses), and the parsers they share with
 the programs those sections configure: `is_hostname` (first boot) and `parse_window` (the
 updater's maintenance window).
 """
@@ -7,13 +7,88 @@ updater's maintenance window).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from venuecam.errors import ConfigError
+from venuecam.logs import mask_url
 
 if TYPE_CHECKING:
-    from venuecam.config import ProvisionConfig, StatusConfig, UpdateConfig
+    from venuecam.config import Config, ProvisionConfig, StatusConfig, UpdateConfig
 
 LAN_TOKEN_MIN = 16
+# Segments are cut at the multiples of segment_seconds of the clock: it must divide this.
+SEGMENT_CLOCK_S = 3600
+
+
+def check_core(cfg: Config, source: str) -> None:
+    """The rules of [device], [[cameras]], [queue], [clips], [retention], [connectivity],
+    [storage] and [booking_api] that their types alone cannot say."""
+    for name, why in (("device_id", "it names the box"), ("venue_id", "it starts every object key")):
+        value = getattr(cfg.device, name)
+        if not value.strip() or "/" in value:
+            raise ConfigError(
+                f"{source}: device.{name}: expected a non-empty id without '/' ({why}), got {value!r}"
+            )
+    try:
+        ZoneInfo(cfg.device.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{source}: device.timezone: unknown time zone {cfg.device.timezone!r}") from None
+    seen: set[str] = set()
+    for i, cam in enumerate(cfg.cameras):
+        key = f"cameras[{i}]"
+        if not cam.name or not all(c.isalnum() or c in "_-" for c in cam.name):
+            raise ConfigError(f"{source}: {key}.name: expected letters, digits, '_' or '-', got {cam.name!r}")
+        if cam.name in seen:
+            raise ConfigError(f"{source}: {key}.name: duplicate camera name {cam.name!r}")
+        seen.add(cam.name)
+        src = cam.source
+        known = src.startswith(("rtsp://", "rtsps://", "/dev/video")) or src in ("picamera2", "testsrc")
+        if not known and not (src.startswith("testsrc:") and is_test_colour(src.removeprefix("testsrc:"))):
+            raise ConfigError(
+                f"{source}: {key}.source: expected rtsp://..., /dev/videoN, picamera2, testsrc or "
+                f"testsrc:COLOUR (a colour name or 0xRRGGBB), got {mask_url(src)!r}"
+            )
+        for attr in ("segment_seconds", "width", "height", "fps", "bitrate_kbps", "stall_timeout_s"):
+            if getattr(cam, attr) <= 0:
+                raise ConfigError(f"{source}: {key}.{attr}: expected a positive integer")
+        if SEGMENT_CLOCK_S % cam.segment_seconds:
+            # Capture cuts segments on the clock (capture/command.py): only a divisor of an
+            # hour puts a boundary on every whole hour and keeps the pattern from slipping.
+            raise ConfigError(
+                f"{source}: {key}.segment_seconds: camera {cam.name}: expected a divisor of "
+                f"{SEGMENT_CLOCK_S} (1, 2, 5, 10, 15, 20, 30, 60, ...; segments are cut on the clock), "
+                f"got {cam.segment_seconds}"
+            )
+    for name in ("upload_schedule_s", "notify_schedule_s", "clip_schedule_s", "sync_schedule_s"):
+        sched = getattr(cfg.queue, name)
+        if not sched or any(s < 0 for s in sched):
+            raise ConfigError(f"{source}: queue.{name}: expected a non-empty list of seconds >= 0")
+    if cfg.queue.max_concurrent_uploads < 1:
+        raise ConfigError(f"{source}: queue.max_concurrent_uploads: expected at least 1")
+    if cfg.clips.live_max_videos < 0:
+        raise ConfigError(f"{source}: clips.live_max_videos: expected 0 (twice the cameras) or more")
+    if cfg.queue.expiration_hours < 1:
+        raise ConfigError(f"{source}: queue.expiration_hours: expected at least 1")
+    if cfg.retention.booking_days < 1:
+        raise ConfigError(f"{source}: retention.booking_days: expected at least 1")
+    if cfg.connectivity.log_retention_days < 1:
+        raise ConfigError(f"{source}: connectivity.log_retention_days: expected at least 1")
+    if not cfg.storage.endpoint_url and not cfg.storage.account_id:
+        raise ConfigError(f"{source}: storage: expected endpoint_url or account_id")
+    if cfg.storage.part_size_mb < 5:
+        raise ConfigError(f"{source}: storage.part_size_mb: expected at least 5 (the S3 minimum part)")
+    if cfg.storage.parallel_parts < 1:
+        raise ConfigError(f"{source}: storage.parallel_parts: expected at least 1")
+    if not cfg.booking_api.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: booking_api.base_url: expected an http(s):// URL")
+
+
+def is_test_colour(text: str) -> bool:
+    """A colour for `testsrc:COLOUR`: a name ("red") or 0xRRGGBB, nothing ffmpeg's filter
+    syntax would read as more than a colour."""
+    if text.startswith("0x"):
+        return len(text) == 8 and all(c in "0123456789abcdefABCDEF" for c in text[2:])
+    return 0 < len(text) <= 32 and text.isascii() and text.isalpha()
 
 
 def check_status(s: StatusConfig, source: str) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from venuecam.config import MASK, UNPARSERS, Config, mask_url
+from venuecam.config import Config
+from venuecam.config_toml import UNPARSERS
+from venuecam.logs import MASK, mask_url
 
 
 def to_dict(obj: Any, mask: bool = True) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 QUEUE = "📦 QUEUE:"
 UPLOAD = "📤 UPLOAD:"
@@ -20,6 +21,8 @@ CAPTURE = "🎥 CAPTURE:"
 CLIP = "🎬 CLIP:"
 STATUS = "📊 STATUS:"
 LED = "💡 LED:"
+
+MASK = "********"  # what a masked secret shows
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -109,3 +112,12 @@ def redact(text: str) -> str:
     for s in _redactor.secrets:
         text = text.replace(s, "***")
     return text
+
+
+def mask_url(url: str) -> str:
+    """rtsp://user:pass@host/x -> rtsp://user:********@host/x"""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+    return parts._replace(netloc=netloc).geturl()

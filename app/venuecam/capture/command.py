@@ -77,7 +77,7 @@ def input_args(cam: CameraConfig, input_codec: str | None = None) -> list[str]:
         # A moving pattern with the UTC wall clock burnt in, so a clip's timing can be checked by eye.
         # -re paces it like a live camera: frame n is produced at start + n/fps.
         clock = "drawtext=text='%{gmtime}Z':x=4:y=4:fontsize=16:fontcolor=white:box=1:boxcolor=black@0.6"
-        # "testsrc:red": a plain frame of one colour (config.is_test_colour checked it), so
+        # "testsrc:red": a plain frame of one colour (config_checks.is_test_colour checked it), so
         # test cameras can be told apart in their pictures.
         colour = cam.source.partition(":")[2]
         pattern = (

@@ -21,8 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from venuecam import logs, shared_state, wallclock
-from venuecam.config import CameraConfig, mask_url
+from venuecam.config import CameraConfig
 from venuecam.errors import CaptureError
+from venuecam.logs import mask_url
 from venuecam.media.probe import Probe
 from venuecam.media.runner import CommandError, popen, run
 

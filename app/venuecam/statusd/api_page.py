@@ -10,8 +10,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from venuecam.config import mask_url
-from venuecam.logs import redact
+from venuecam.logs import mask_url, redact
 from venuecam.models import Segment, Video
 from venuecam.status import page, shapes, timeline
 from venuecam.statusd import params
