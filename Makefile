@@ -17,6 +17,8 @@ APT_BACKPORTS := qemu-system-arm qemu-system-data qemu-utils
 # `make release`: the signing key lives outside the repo (never commit it).
 RELEASE_KEY    ?= $(HOME)/.config/venuecam/release-key
 RELEASE_TARGET ?= 3.13-aarch64
+# `make release DELTA_FROM=PATH`: a delta bundle against that release (bundle, manifest or marker).
+DELTA_FROM     ?=
 
 .PHONY: help run test test-fast bench soak image hw-check lint clean deps-run deps-test venv release release-key
 
@@ -75,7 +77,8 @@ hw-check: venv ## check a booted box's hardware: make hw-check BOX=<hostname>.lo
 	else $(PY) -m pytest -q -p no:cacheprovider -rs tests/hardware; fi
 
 release: venv | $(BUILD) ## signed build/release/venuecam-<version>.bundle (RELEASE_KEY, RELEASE_TARGET=host for this machine)
-	$(PY) -m venuecam.update.build release --key $(RELEASE_KEY) --target $(RELEASE_TARGET) --out $(BUILD)/release
+	$(PY) -m venuecam.update.build release --key $(RELEASE_KEY) --target $(RELEASE_TARGET) --out $(BUILD)/release \
+	  $(if $(DELTA_FROM),--delta-from $(DELTA_FROM))
 
 release-key: venv ## make the release signing key at RELEASE_KEY; prints the line for rootfs/etc/venuecam/release-signers
 	$(PY) -m venuecam.update.build key --out $(RELEASE_KEY)

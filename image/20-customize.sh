@@ -88,7 +88,7 @@ in_chroot "$root" "$release/bin/python" -m pip install --quiet --no-index --no-d
 in_chroot "$root" "$release/bin/python" -m pip check >/dev/null || die "the release's dependencies are incomplete"
 # Complete to the updater (the marker an update writes last): a failed health gate, a power cut
 # mid-update and `venuecam update --rollback` can go back to the release the image ships.
-in_chroot "$root" "$release/bin/python" -m venuecam.update.build shipped --install-dir /opt/venuecam >/dev/null
+in_chroot "$root" "$release/bin/python" -m venuecam.update.build shipped --install-dir /opt/venuecam --wheels /tmp/wheels >/dev/null
 ln -sfn "releases/$version" "$root/opt/venuecam/current"
 # The release the image ships has passed its gate: the boot check (venuecam-update-boot.service,
 # ConditionPathExists=/opt/venuecam/committed) runs from it and a rollback goes back to it.

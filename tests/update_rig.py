@@ -29,6 +29,7 @@ from resilience_rig import descendants, wait_until
 from venuecam import config as config_mod
 from venuecam import db as db_mod
 from venuecam.update import build as build_mod
+from venuecam.update import reuse
 
 APP = Path(__file__).resolve().parent.parent / "app"
 CACHE = APP.parent / "build" / "release-cache"
@@ -115,10 +116,13 @@ class Releases:
         self.made: dict[Path, tuple[str, Path]] = {}
         self.lock = threading.Lock()  # boxes boot in threads (test_update_powercut, the fleet)
 
-    def build(self, version: str, *breakages: str, key: Path | None = None, target: str = "host") -> Path:
+    def build(self, version: str, *breakages: str, key: Path | None = None, target: str = "host",
+              delta_from: Path | None = None) -> Path:  # fmt: skip
         """The bundle of this source tree (with `breakages`) as `version`, once per session; for
-        this machine, or for another `target` (`3.13-aarch64`: the image's Python on a Pi)."""
+        this machine, or for another `target` (`3.13-aarch64`: the image's Python on a Pi); a
+        delta bundle with `delta_from` (a bundle, manifest or release marker)."""
         suffix = ("-otherkey" if key else "") + ("" if target == "host" else f"-{target}")
+        suffix += f"-from-{delta_from.name}" if delta_from else ""
         name = "-".join([version, *breakages]) + suffix
         if name in self.built:
             return self.built[name]
@@ -136,9 +140,10 @@ class Releases:
                     text += change
                 f.write_text(text)
         out = self.root / f"out-{name}"
+        delta = ["--delta-from", str(delta_from)] if delta_from else []
         build_mod.main(["release", "--key", str(key or self.key), "--out", str(out), "--version", version,
-                        "--target", target, "--app", str(src), "--cache", str(CACHE)])  # fmt: skip
-        self.built[name] = out / f"venuecam-{version}.bundle"
+                        "--target", target, "--app", str(src), "--cache", str(CACHE), *delta])  # fmt: skip
+        self.built[name] = next(out.glob(f"venuecam-{version}*.bundle"))
         return self.built[name]
 
     def signer_line(self) -> str:
@@ -155,13 +160,17 @@ class Releases:
                 return self.made[bundle_path]
             v = bundle.verify(bundle_path, self.signers)
             layout = Layout(self.root / f"installed-{len(self.made)}")
-            tmp = layout.root / "unpack"
-            files = bundle.extract(v, tmp)
+            # Kept: the image build's marker records the wheels its release came from.
+            files = bundle.extract(v, self.wheels_of(layout.root))
             layout.install(v.manifest.version, sorted(files.values()), BOX_PYTHON, {"digest": v.manifest.digest,
                            "version": v.manifest.version, "provides": v.manifest.provides})  # fmt: skip
-            shutil.rmtree(tmp)
             self.made[bundle_path] = (v.manifest.version, layout.dir(v.manifest.version))
             return self.made[bundle_path]
+
+    @staticmethod
+    def wheels_of(installed_root: Path) -> Path:
+        """Where the wheels of a release `installed()` made are kept."""
+        return installed_root / "wheels"
 
 
 def tamper(src: Path, dst: Path) -> str:
@@ -222,18 +231,13 @@ class Box:
         layout = Layout(self.install_dir)
         layout.releases.mkdir(parents=True, exist_ok=True)
         target = layout.dir(version)
-        shutil.copytree(made, target, symlinks=True)
-        old, new = str(made).encode(), str(target).encode()
-        for script in (target / "bin").iterdir():
-            if script.is_file() and not script.is_symlink():
-                data = script.read_bytes()
-                if data.startswith(b"#!") and old in data:
-                    script.write_bytes(data.replace(old, new))
-        # Its marker as the image build writes it (by the release's own code), not an update's.
-        (target / MARKER).unlink()
+        reuse.clone(made, target)  # not its marker: the image build's is written by the release
+        assert not (target / MARKER).exists()
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        wheels = self.kit.wheels_of(made.parent.parent)
         subprocess.run([str(target / "bin" / "python"), "-m", "venuecam.update.build", "shipped",
-                        "--install-dir", str(self.install_dir)], check=True, capture_output=True, env=env)  # fmt: skip
+                        "--install-dir", str(self.install_dir), "--wheels", str(wheels)],
+                       check=True, capture_output=True, env=env)  # fmt: skip
         layout.point("current", version)
         return version
 

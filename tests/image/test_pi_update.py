@@ -2,11 +2,13 @@
 update.yml) runs one: `venuecam update s3://... --wait` over ssh, as root.
 
 The bundles are real: `venuecam.update.build release` for the image's target (Python 3.13 on
-aarch64, the wheels downloaded for it), signed with a key made for the test whose line is added
-to the box's /etc/venuecam/release-signers, put in a bucket of the S3 server the box already
-reaches (fixtures_image.services). A bundle signed by a key the box does not trust and one with
-a byte flipped inside a wheel are refused first, each saying why, with nothing changed; then the
-good one is downloaded, verified, installed (a virtualenv, every wheel, by pip on the Pi),
+aarch64, the wheels downloaded for it), cut as delta bundles against the release the image
+shipped (its marker, read off the box, records the wheels it was installed from), signed with a
+key made for the test whose line is added to the box's /etc/venuecam/release-signers, put in a
+bucket of the S3 server the box already reaches (fixtures_image.services). A bundle signed by a
+key the box does not trust and one with a byte flipped inside a wheel are refused first, each
+saying why, with nothing changed; then the good one is downloaded, verified, installed over a
+hard-linked copy of the running release (pip on the Pi installs only what differs),
 self-checked, switched to behind the health gate and committed, and the box records on it;
 last, `venuecam update --rollback` takes it back to the release the image shipped.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import shlex
 import time
@@ -40,12 +41,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.root,
     getattr(pytest.mark, CHANGES_THE_BOX),
-    # Opt-in: it passes on the image (the whole `make test` with it: 59:44 of pytest on 2 cores,
-    # ~15 minutes of it this module), which is more than CI's budget allows beside the boot.
-    pytest.mark.skipif(
-        os.environ.get("VENUECAM_TEST_PI_UPDATE") != "1",
-        reason="the update on the emulated Pi 3 is opt-in (VENUECAM_TEST_PI_UPDATE=1)",
-    ),
 ]
 
 BUCKET = "venuecam-releases"
@@ -82,14 +77,20 @@ class Kit:
 
 
 @pytest.fixture(scope="module")
-def kit(releases: Releases, services: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> Kit:
-    """The bundles, built here for the image's target and put in the box's S3 server."""
+def kit(pi3_box: qemu_pi.PiBox, releases: Releases, services: dict[str, object],
+        tmp_path_factory: pytest.TempPathFactory) -> Kit:  # fmt: skip
+    """The bundles, built here for the image's target as deltas against the release the box
+    runs, and put in the box's S3 server."""
     tmp = tmp_path_factory.mktemp("pi-update")
     version = next_version(__version__)
-    good = releases.build(version, target=build_mod.IMAGE_TARGET)
+    shipped = tmp / "shipped-marker.json"
+    shipped.write_text(pi3_box.out("cat /opt/venuecam/current/.venuecam-release.json"))
+    assert json.loads(shipped.read_text()).get("wheels"), "the image's release marker lists no wheels"
+    target = build_mod.IMAGE_TARGET
+    good = releases.build(version, target=target, delta_from=shipped)
     other_key = tmp / "other-key"
     build_mod.main(["key", "--out", str(other_key)])
-    signed_elsewhere = releases.build(version, key=other_key, target=build_mod.IMAGE_TARGET)
+    signed_elsewhere = releases.build(version, key=other_key, target=target, delta_from=shipped)
     unknown = tmp / f"venuecam-{version}-unknown-signer.bundle"
     unknown.write_bytes(signed_elsewhere.read_bytes())
     tampered = tmp / f"venuecam-{version}-tampered.bundle"
@@ -179,6 +180,8 @@ def test_an_update_over_the_air_is_committed_and_the_box_records_on_it_on_the_pi
         assert gate["checks"][check].startswith("ok"), (check, gate["checks"])
     steps = result["steps"]
     assert [s for s, _ in steps] == FORWARD, steps
+    marker = json.loads(box.out(f"cat /opt/venuecam/releases/{kit.version}/.venuecam-release.json"))
+    assert marker["delta_from"] == old and marker["carried_files"] < marker["files"], marker
 
     # What the operator reads afterwards: the new release current and committed, the old kept.
     said = json.loads(box.out("venuecam update --status --json"))
@@ -206,6 +209,8 @@ def test_an_update_over_the_air_is_committed_and_the_box_records_on_it_on_the_pi
     free_after = int(box.out("df -B1 --output=avail / | tail -1"))
     record(
         raspi3b_update_bundle_bytes=kit.good.stat().st_size,
+        raspi3b_update_release_wheel_bytes=marker["bytes"],
+        raspi3b_update_wheels_carried=f"{marker['carried_files']} of {marker['files']}",
         raspi3b_update_wall_s=round(wall, 1),
         raspi3b_update_apply_s=result["seconds"],
         raspi3b_update_download_and_verify_s=round(wall - float(result["seconds"]), 1),

@@ -1,15 +1,21 @@
 """Build a signed release bundle (`make release`), a signed channel file, or a signing key.
 
     python -m venuecam.update.build release --key KEY --out DIR [--version V] [--target 3.13-aarch64]
+                                            [--delta-from BUNDLE|MANIFEST|MARKER]
     python -m venuecam.update.build channel --key KEY --out FILE --version V --url URL [--percent P]
     python -m venuecam.update.build key --out KEY       # ed25519; prints the allowed_signers line
-    python -m venuecam.update.build shipped [--install-dir /opt/venuecam]   # the image build's release
+    python -m venuecam.update.build shipped [--install-dir /opt/venuecam] [--wheels DIR]   # the image's release
 
 The bundle holds the app's wheel and every runtime dependency (pip included, so the release
 can install the next one) as wheels for the target: Python `X.Y` on `machine`, the versions
 pinned to this virtualenv's (what the tests ran against). `--target host` builds for this
 machine's Python, which is how the tests get bundles they can install. Downloaded wheels are
 cached per target and pin set (`--cache`), so a rebuild needs no network.
+
+`--delta-from` cuts a delta bundle against a release: the wheels that release was installed
+from, with the same sha256, are listed but not carried (manifest.py). The release is named by
+its bundle, its manifest.json, or a box's release marker (`releases/<v>/.venuecam-release.json`,
+the way to name the release an image shipped).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -123,7 +130,9 @@ def _dependency_wheels(
             "--python-version", python, "--implementation", "cp", "--abi", abi]  # fmt: skip
     for p in platforms:
         base += ["--platform", p]
-    reqs = [str(app_wheel), "pip"]
+    # pip installs the next release; pytest runs the installer's check (venuecam-hw-check), as
+    # in the image's release (image/15-wheels.sh): an update must not take it away.
+    reqs = [str(app_wheel), "pip", "pytest"]
     offline = subprocess.run([*base, "--no-index", "--find-links", str(cache), *reqs], capture_output=True)
     if offline.returncode != 0:
         print(f"downloading wheels for Python {python} on {machine} into {cache}", file=sys.stderr)
@@ -150,21 +159,58 @@ def build_release(args: argparse.Namespace) -> Path:
         app_wheel = next((work / "app").glob(f"venuecam-{version}-*.whl"))
         wheels = [app_wheel, *dependency_wheels(app_wheel, python, machine, Path(args.cache))]
         files = {f"wheels/{w.name}": w for w in wheels}
-        meta = {n: {"sha256": _sha256(p), "size": p.stat().st_size} for n, p in files.items()}
+        meta: dict[str, dict[str, object]] = {n: {"sha256": _sha256(p), "size": p.stat().st_size}
+                                              for n, p in files.items()}  # fmt: skip
+        base_version, base_wheels = release_wheels(Path(args.delta_from)) if args.delta_from else ("", {})
+        for name, m in meta.items():
+            if name != f"wheels/{app_wheel.name}" and base_wheels.get(name.split("/", 1)[1]) == m["sha256"]:
+                m["carried"] = False
         raw = mf.build(
             version, iso(utcnow()) or "", python, machine,
             requires={"config_version": facts["config"], "db_schema": facts["lowest"], "update_from": args.update_from},
             provides={"config_version": facts["config"], "db_schema": facts["schema"]},
-            files=meta,
+            files=meta, delta_from=base_version,
         )  # fmt: skip
         man_path = work / bundle.MANIFEST
         man_path.write_bytes(raw)
         sig = signing.sign(key, man_path, signing.RELEASE).read_bytes()
-        target = bundle.write(out / f"venuecam-{version}.bundle", raw, sig, files)
+        name = f"venuecam-{version}" + (f"-from-{base_version}" if base_version else "") + ".bundle"
+        target = bundle.write(out / name, raw, sig, files)
     digest = _sha256(target)
     (out / f"{target.name}.sha256").write_text(f"{digest}  {target.name}\n")
-    print(f"{target}  {target.stat().st_size} bytes  sha256 {digest}  (Python {python}, {machine})")
+    left_out = sum(1 for m in meta.values() if m.get("carried") is False)
+    delta = f"; delta from {base_version}: {left_out} of {len(meta)} wheels left out" if base_version else ""
+    print(f"{target}  {target.stat().st_size} bytes  sha256 {digest}  (Python {python}, {machine}{delta})")
     return target
+
+
+def release_wheels(path: Path) -> tuple[str, dict[str, str]]:
+    """(version, wheel file name -> sha256) of the release a delta is cut against: from its
+    bundle, its manifest.json, or a box's release marker."""
+    try:
+        if path.suffix == ".bundle":
+            with tarfile.open(path, "r:") as tar:
+                member = tar.next()
+                f = tar.extractfile(member) if member and member.name == bundle.MANIFEST else None
+                if f is None:
+                    raise SystemExit(
+                        f"--delta-from {path}: no {bundle.MANIFEST} first: not a venuecam bundle"
+                    )
+                man = mf.parse(f.read())
+            return man.version, man.wheels
+        doc = json.loads(path.read_text())
+    except (OSError, tarfile.TarError, ValueError, mf.BundleError) as e:
+        raise SystemExit(f"--delta-from {path}: {e}") from None
+    if isinstance(doc, dict) and "files" in doc:
+        man = mf.parse(path.read_bytes())
+        return man.version, man.wheels
+    wheels = doc.get("wheels") if isinstance(doc, dict) else None
+    if not isinstance(wheels, dict) or not wheels or not isinstance(doc.get("version"), str):
+        raise SystemExit(
+            f"--delta-from {path}: neither a bundle, a manifest nor a release marker with its wheels"
+        )
+    mf.parse_version(doc["version"])
+    return doc["version"], {str(k): str(v) for k, v in wheels.items()}
 
 
 def build_channel(args: argparse.Namespace) -> Path:
@@ -201,7 +247,11 @@ def mark_shipped(args: argparse.Namespace) -> None:
     layout = Layout(args.install_dir)
     if not (layout.dir(__version__) / "bin" / "venuecam").exists():
         raise SystemExit(f"no release {__version__} installed in {layout.releases}")
+    # The wheels it was installed from: an update takes the ones it shares from this release
+    # instead of installing them again (update.reuse), and a delta bundle can be cut against it.
+    wheels = {w.name: _sha256(w) for w in sorted(Path(args.wheels).glob("*.whl"))} if args.wheels else {}
     layout.mark(__version__, {
+        **({"wheels": wheels} if wheels else {}),
         "version": __version__, "origin": "image", "installed_at": iso(utcnow()),
         "target": {"python": f"{sys.version_info.major}.{sys.version_info.minor}", "machine": platform.machine()},
         "provides": {"config_version": config_mod.CONFIG_VERSION, "db_schema": db.SCHEMA_VERSION},
@@ -226,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--version", help="override the version (default: the source's)")
     r.add_argument("--target", default=IMAGE_TARGET, help=f"PY-MACHINE or host (default {IMAGE_TARGET})")
     r.add_argument("--update-from", default="", help="lowest release this one may update from")
+    r.add_argument(
+        "--delta-from", help="cut a delta bundle against this release's bundle, manifest or marker"
+    )
     r.add_argument("--app", default=str(APP_DIR), help="the app's source tree")
     r.add_argument("--cache", default=str(APP_DIR.parent / "build" / "release-cache"))
     c = sub.add_parser("channel", help="write and sign a channel file")
@@ -242,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--out", required=True)
     s = sub.add_parser("shipped", help="the image build: mark the release it installed complete")
     s.add_argument("--install-dir", default="/opt/venuecam")
+    s.add_argument("--wheels", help="the directory of the wheels the release was installed from")
     args = ap.parse_args(argv)
     commands = {"release": build_release, "channel": build_channel, "key": make_key, "shipped": mark_shipped}
     commands[args.cmd](args)

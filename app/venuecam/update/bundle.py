@@ -1,6 +1,6 @@
 """The bundle file: an uncompressed tar (wheels are compressed already) whose first member is
 `manifest.json`, the second its signature `manifest.json.sig`, then every file the manifest
-lists. `verify()` checks the signature, then reads every file through and compares its size
+lists as carried (all of them, but in a delta bundle). `verify()` checks the signature, then reads every file through and compares its size
 and sha256, all before anything is written anywhere; `extract()` writes the files, checking
 each again as it goes (the bundle could change between the two passes).
 """
@@ -44,7 +44,7 @@ def write(out: Path, manifest_raw: bytes, sig: bytes, files: dict[str, Path]) ->
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
-        for name in mf.parse(manifest_raw).files:
+        for name in mf.parse(manifest_raw).carried:
             info = tar.gettarinfo(str(files[name]), arcname=name)
             info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, 0, "", ""
             with open(files[name], "rb") as f:
@@ -77,13 +77,15 @@ def _members(tar: tarfile.TarFile, man: Manifest) -> Iterator[tuple[tarfile.TarI
         name = member.name
         if name not in man.files:
             raise BundleError(f"bundle holds {name!r}, which the signed manifest does not list")
+        if name not in man.carried:
+            raise BundleError(f"bundle holds {name!r}, which the signed manifest says it does not carry")
         if not member.isreg():
             raise BundleError(f"bundle member {name!r} is not a regular file")
         if name in seen:
             raise BundleError(f"bundle holds {name!r} twice")
         seen.add(name)
         yield member, name
-    missing = sorted(set(man.files) - seen)
+    missing = sorted(set(man.carried) - seen)
     if missing:
         raise BundleError(f"bundle lacks {len(missing)} file(s) the manifest lists: {', '.join(missing[:3])}")
 

@@ -118,6 +118,8 @@ class Updater:
             raise Refused(
                 f"{m.version} updates only from {needs['update_from']} or later; this box runs {current}"
             )
+        if m.delta_from:
+            self._check_delta(path.name, m, current)
         if needs["config_version"] > config_mod.CONFIG_VERSION:
             raise Refused(
                 f"{m.version} needs config format {needs['config_version']}; this box's is {config_mod.CONFIG_VERSION}"
@@ -127,6 +129,15 @@ class Updater:
             raise Refused(f"{m.version} migrates databases from schema {needs['db_schema']}; this box's is {schema}: "
                           "update through an intermediate release")  # fmt: skip
         return v
+
+    def _check_delta(self, name: str, m: mf.Manifest, current: str | None) -> None:
+        """A delta bundle installs only over a release that has every wheel it leaves out."""
+        have = (self.layout.wheels(current) if current else None) or {}
+        lacking = [n for n, sha in m.wheels.items() if f"wheels/{n}" not in m.carried and have.get(n) != sha]
+        if lacking:
+            raise Refused(f"{name} is a delta bundle cut against {m.delta_from}: this box's release {current} "
+                          f"lacks {len(lacking)} of the wheels it leaves out ({', '.join(lacking[:2])}): "
+                          "use the full bundle")  # fmt: skip
 
     def _box_python_version(self) -> str | None:
         import subprocess
@@ -206,7 +217,11 @@ class Updater:
                 "bundle_sha256": v.sha256,
                 "installed_at": _now(),
             }
-            fresh = self.layout.install(v.manifest.version, sorted(files.values()), self.u.python, marker)
+            current = self.layout.current()
+            base = current if current and self.layout.wheels(current) else None
+            fresh = self.layout.install(
+                v.manifest.version, sorted(files.values()), self.u.python, marker, base
+            )
         self.out(f"  {'installed' if fresh else 'already installed'}: {self.layout.dir(v.manifest.version)}")
 
     def _self_check(self, version: str) -> None:

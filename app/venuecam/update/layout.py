@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from venuecam.errors import VenuecamError
+from venuecam.update import reuse
 
 MARKER = ".venuecam-release.json"
 
@@ -79,8 +80,14 @@ class Layout:
             return []
         return sorted(p.name for p in self.releases.iterdir() if p.is_dir() and self.complete(p.name))
 
-    def install(self, version: str, wheels: list[Path], python: str, marker: dict[str, Any]) -> bool:
-        """Make releases/<version>/ from the wheels; False when that exact build is there already."""
+    def install(self, version: str, wheels: list[Path], python: str, marker: dict[str, Any],
+                base: str | None = None) -> bool:  # fmt: skip
+        """Make releases/<version>/ from the wheels; False when that exact build is there already.
+
+        With `base` (the release running, when its marker lists its wheels) the new release is
+        that one's tree hard-linked, with only the wheels that differ installed over it
+        (update.reuse); `marker["wheels"]` is every wheel of the new release, and the ones not
+        in `wheels` (a delta bundle's) must be the base's very own."""
         have = self.marker(version)
         if have and have.get("digest") == marker.get("digest") and self.complete(version):
             return False
@@ -91,20 +98,53 @@ class Layout:
         target = self.dir(version)
         self.remove(version)
         self.releases.mkdir(parents=True, exist_ok=True)
-        # --system-site-packages: on Raspberry Pi OS that is how python3-picamera2 is seen.
-        _run(
-            [python, "-m", "venv", "--without-pip", "--system-site-packages", str(target)],
-            "making the virtualenv",
-        )
-        # This release's pip installs the next one; the bundle carries pip for the one after.
-        _run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install", "--quiet",
-              "--no-index", "--no-deps", "--ignore-installed", "--disable-pip-version-check",
-              "--no-warn-script-location", "--no-compile", *map(str, wheels)], "installing the wheels")  # fmt: skip
+        base_wheels = self.wheels(base) if base else None
+        if base_wheels is not None:
+            assert base
+            wheels = self._from_base(base, base_wheels, target, wheels, marker.get("wheels") or {})
+        else:
+            missing = sorted(set(marker.get("wheels") or {}) - {w.name for w in wheels})
+            if missing:
+                raise InstallError(f"release {version}: {len(missing)} wheel(s) not in the bundle and no "
+                                   f"release to take them from: {', '.join(missing[:3])}")  # fmt: skip
+            # --system-site-packages: on Raspberry Pi OS that is how python3-picamera2 is seen.
+            _run(
+                [python, "-m", "venv", "--without-pip", "--system-site-packages", str(target)],
+                "making the virtualenv",
+            )
+        if wheels:
+            # This release's pip installs the next one; the bundle carries pip for the one after.
+            # Over a copy of the base, --force-reinstall replaces what the copy has of a wheel.
+            how = "--force-reinstall" if base_wheels is not None else "--ignore-installed"
+            _run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install", "--quiet",
+                  "--no-index", "--no-deps", how, "--disable-pip-version-check",
+                  "--no-warn-script-location", "--no-compile", *map(str, wheels)], "installing the wheels")  # fmt: skip
         compile_release(target)
         if not (target / "bin" / "venuecam").exists():
             raise InstallError(f"release {version}: the wheels installed no venuecam command")
         self.mark(version, marker)
         return True
+
+    def wheels(self, version: str) -> dict[str, str] | None:
+        """The wheels a complete release was installed from (file name -> sha256), if recorded."""
+        got = (self.marker(version) or {}).get("wheels") if self.complete(version) else None
+        return dict(got) if isinstance(got, dict) and got else None
+
+    def _from_base(self, base: str, have: dict[str, str], target: Path, wheels: list[Path],
+                   want: dict[str, str]) -> list[Path]:  # fmt: skip
+        """Copy the base release into `target` and remove what the new one drops; returns the
+        wheels still to install."""
+        install, remove = reuse.plan(have, want)
+        by_name = {w.name: w for w in wheels}
+        lacking = [n for n in install if n not in by_name]
+        if lacking:
+            raise InstallError(f"{len(lacking)} wheel(s) neither in the bundle nor in release {base}: "
+                               f"{', '.join(lacking[:3])}")  # fmt: skip
+        reuse.clone(self.dir(base), target)
+        if remove:
+            _run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "uninstall", "--yes",
+                  "--quiet", "--disable-pip-version-check", *remove], "removing what the release dropped")  # fmt: skip
+        return [by_name[n] for n in install]
 
     def mark(self, version: str, marker: dict[str, Any]) -> None:
         """Write the release's marker, last: from here on it is complete (fsynced, renamed in)."""

@@ -4,11 +4,18 @@
      "target": {"python": "3.13", "machine": "aarch64"},
      "requires": {"config_version": 1, "db_schema": 1, "update_from": "0.1.0"},
      "provides": {"config_version": 1, "db_schema": 2},
-     "files": {"wheels/venuecam-0.2.0-py3-none-any.whl": {"sha256": "...", "size": 1234}, ...}}
+     "files": {"wheels/venuecam-0.2.0-py3-none-any.whl": {"sha256": "...", "size": 1234}, ...},
+     "delta_from": "0.1.0"}
 
 `requires` holds the lowest versions the release accepts: the config format it still reads,
 the database schema it can migrate forward from, and the release it may update from
-("" = any). Every file of the bundle is listed; nothing unlisted is accepted.
+("" = any). Every file of the release is listed; nothing unlisted is accepted.
+
+A delta bundle (`delta_from`, the release it was cut against) leaves out the wheels that
+release has already: those files say `"carried": false` and keep their sha256, so the box
+takes each from the release it runs only when that release was installed from the very same
+wheel (its marker records every wheel's sha256). A venue's 4G line then carries the app's
+wheel, not the 20 MB of botocore it already has.
 """
 
 from __future__ import annotations
@@ -54,6 +61,17 @@ class Manifest:
     provides: dict[str, Any]
     files: dict[str, dict[str, Any]]
     raw: bytes
+    delta_from: str = ""
+
+    @property
+    def carried(self) -> dict[str, dict[str, Any]]:
+        """The files inside the bundle (all of them, but for a delta bundle)."""
+        return {n: f for n, f in self.files.items() if f.get("carried", True)}
+
+    @property
+    def wheels(self) -> dict[str, str]:
+        """Every wheel of the release, carried or not: file name -> sha256 (a release's marker)."""
+        return {n.split("/", 1)[1]: str(f["sha256"]) for n, f in self.files.items()}
 
     @property
     def digest(self) -> str:
@@ -73,7 +91,11 @@ class Manifest:
             "provides": self.provides,
             "files": len(self.files),
             "bytes": sum(int(f["size"]) for f in self.files.values()),
+            "carried_files": len(self.carried),
+            "carried_bytes": sum(int(f["size"]) for f in self.carried.values()),
+            "delta_from": self.delta_from,
             "digest": self.digest,
+            "wheels": self.wheels,
         }
 
 
@@ -121,14 +143,25 @@ def parse(raw: bytes) -> Manifest:
             raise BundleError(f"manifest: files[{name}].sha256: expected 64 hex digits")
         if _need(meta, "size", int, f"files[{name}].") < 0:
             raise BundleError(f"manifest: files[{name}].size: negative")
+        if not isinstance(meta.get("carried", True), bool):
+            raise BundleError(f"manifest: files[{name}].carried: expected true or false")
+    delta_from = d.get("delta_from", "")
+    if not isinstance(delta_from, str) or (delta_from and not VERSION_RE.match(delta_from)):
+        raise BundleError(f'manifest: delta_from: expected a version or "", got {delta_from!r}')
+    left_out = [n for n, meta in files.items() if not meta.get("carried", True)]
+    if left_out and not delta_from:
+        raise BundleError(f"manifest: files[{left_out[0]}] is not carried, but delta_from names no release")
     apps = [n for n in files if n.startswith(f"wheels/{NAME}-{version}-")]
     if len(apps) != 1:
         raise BundleError(f"manifest: expected exactly one {NAME} {version} wheel, found {len(apps)}")
-    return Manifest(version, str(d.get("built_at", "")), python, machine, requires, provides, files, raw)
+    if not files[apps[0]].get("carried", True):
+        raise BundleError(f"manifest: {apps[0]}: the release's own wheel must be carried")
+    return Manifest(version, str(d.get("built_at", "")), python, machine, requires, provides, files, raw,
+                    delta_from)  # fmt: skip
 
 
 def build(version: str, built_at: str, python: str, machine: str, requires: dict[str, Any],
-          provides: dict[str, Any], files: dict[str, dict[str, Any]]) -> bytes:  # fmt: skip
+          provides: dict[str, Any], files: dict[str, dict[str, Any]], delta_from: str = "") -> bytes:  # fmt: skip
     doc = {
         "format": FORMAT,
         "name": NAME,
@@ -139,6 +172,8 @@ def build(version: str, built_at: str, python: str, machine: str, requires: dict
         "provides": provides,
         "files": dict(sorted(files.items())),
     }
+    if delta_from:
+        doc["delta_from"] = delta_from
     raw = (json.dumps(doc, indent=1, sort_keys=False) + "\n").encode()
     parse(raw)
     return raw
