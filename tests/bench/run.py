@@ -26,6 +26,7 @@ MODULES = [
     "cap_bench",
     "live_bench",
     "live_remux_bench",
+    "update_bench",
 ]
 TARGETS = {
     "clip_vs_cp_ratio": "<= 1.5",
@@ -49,6 +50,8 @@ TARGETS = {
     "live_wire_overhead": "<= 1.06",
     "live_cpu_s_per_hour": "a small share of 3600 (one core)",
     "live_remux_cpu_s_per_hour": "a small share of 3600 (one core)",
+    "update_install_reuse_ratio": ">= 2 (host; the emulated Pi: tests/image figures)",
+    "update_bundle_delta_ratio": ">= 10 (a release that changes only the app)",
 }
 
 
