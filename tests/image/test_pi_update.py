@@ -77,14 +77,15 @@ class Kit:
 
 
 @pytest.fixture(scope="module")
-def kit(pi3_box: qemu_pi.PiBox, releases: Releases, services: dict[str, object],
+def kit(_pi3_session: qemu_pi.PiBox, releases: Releases, services: dict[str, object],
         tmp_path_factory: pytest.TempPathFactory) -> Kit:  # fmt: skip
     """The bundles, built here for the image's target as deltas against the release the box
-    runs, and put in the box's S3 server."""
+    runs, and put in the box's S3 server. (The session's box itself: each test asks for
+    `pi3_box`, which makes it the active one, before this.)"""
     tmp = tmp_path_factory.mktemp("pi-update")
     version = next_version(__version__)
     shipped = tmp / "shipped-marker.json"
-    shipped.write_text(pi3_box.out("cat /opt/venuecam/current/.venuecam-release.json"))
+    shipped.write_text(_pi3_session.out("cat /opt/venuecam/current/.venuecam-release.json"))
     assert json.loads(shipped.read_text()).get("wheels"), "the image's release marker lists no wheels"
     target = build_mod.IMAGE_TARGET
     good = releases.build(version, target=target, delta_from=shipped)
