@@ -98,7 +98,8 @@ class Layout:
         target = self.dir(version)
         self.remove(version)
         self.releases.mkdir(parents=True, exist_ok=True)
-        base_wheels = self.wheels(base) if base else None
+        # Without the new release's wheel list there is nothing to compare: install it whole.
+        base_wheels = self.wheels(base) if base and marker.get("wheels") else None
         if base_wheels is not None:
             assert base
             wheels = self._from_base(base, base_wheels, target, wheels, marker.get("wheels") or {})
